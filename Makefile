@@ -1,0 +1,30 @@
+# Two entry points for users: `make demo` (set up + train) and `make test` (set up + tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
+export MPLBACKEND := Agg
+
+.PHONY: setup demo test test-slow bench lint
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/fastmotive train --arch efficientnet_b0:b2 --output runs
+
+test: setup
+	TRITON_INTERPRET=1 $(PY) -m pytest -q
+
+test-slow: setup
+	TRITON_INTERPRET=1 $(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) benchmarks/switch_latency.py --json benchmarks/results/switch_latency.json
+
+lint: setup
+	$(VENV)/bin/ruff check fastmotive kernels benchmarks tests

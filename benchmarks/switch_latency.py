@@ -1,0 +1,112 @@
+"""Switch latency per backend against the copy floor.
+
+One switch moves the parameters, two AdamW state rows (exp_avg, exp_avg_sq) and the BN buffers of
+every mapped element: bytes = 2 (read + write) x (mapped param elements x 3 rows + buffer columns) x 4 B.
+The floor is one device copy of the same number of bytes (a single contiguous `copy_`).
+
+Usage:  python benchmarks/switch_latency.py [--json PATH] [--pairs ...] [--num-classes 1000] [--repeats 30]
+Last result: see docs/benchmarks.md (machine, date and commit recorded there).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+import fastmotive as fm
+
+PAIRS = {
+    "efficientnet_b0:b2": {},
+    "resnet18:34": {},
+    "vit_tiny_patch16_224:vit_small_patch16_224": {"img_size": 32},
+}
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_us(fn, device, repeats: int, warmup: int = 3) -> list[float]:
+    """Wall time of `fn` in microseconds, one sample per call, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        samples.append((time.perf_counter() - start) * 1e6)
+    return samples
+
+
+def quantiles(samples):
+    q = statistics.quantiles(samples, n=10)
+    return q[1], statistics.median(samples), q[7]
+
+
+def bench_pair(spec: str, device: torch.device, backends, repeats: int, num_classes: int) -> list[dict]:
+    pair = fm.MotivatedPair.from_arch(spec, num_classes=num_classes, **PAIRS.get(spec, {})).to(device)
+    pair.set_state_rows(2)   # AdamW: exp_avg, exp_avg_sq
+    nbytes = pair.plan.bytes_moved(state_rows=2, itemsize=pair.arena.data.element_size())
+    src = torch.empty(nbytes // 2, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    floor = statistics.median(time_us(lambda: dst.copy_(src), device, repeats))
+    records = []
+    for backend in backends:
+        state = {"up": True}
+
+        def one_switch():
+            pair.switch_to("motivated" if state["up"] else "base", backend=backend)
+            state["up"] = not state["up"]
+
+        reps = repeats if backend != "naive" else max(5, repeats // 3)
+        p20, median, p80 = quantiles(time_us(one_switch, device, reps))
+        records.append(dict(pair=spec, backend=backend, device=str(device), median_us=round(median, 1),
+                            p20_us=round(p20, 1), p80_us=round(p80, 1), bytes=nbytes, runs=len(pair.plan.runs),
+                            gb_per_s=round(nbytes / median / 1e3, 2), copy_floor_us=round(floor, 1),
+                            ratio_to_floor=round(median / floor, 2)))
+    pair.switch_to("base")
+    return records
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", nargs="+", default=list(PAIRS))
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--backends", nargs="+", default=None, help="default: triton (CUDA only), torch, naive")
+    parser.add_argument("--json", help="write the records to this path")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    backends = args.backends or (["triton", "torch", "naive"] if device.type == "cuda" else ["torch", "naive"])
+    if "triton" in backends and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        sys.exit("the triton backend needs CUDA (or TRITON_INTERPRET=1, far too slow to time)")
+    records = []
+    for spec in args.pairs:
+        records += bench_pair(spec, device, backends, args.repeats, args.num_classes)
+    header = f"{'pair':44} {'backend':7} {'median us':>10} {'p20-p80 us':>17} {'MB':>7} {'GB/s':>6} {'x floor':>7} {'x naive':>8}"
+    print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else os.cpu_count()} "
+          f"{'' if device.type == 'cuda' else 'CPU cores'}), torch {torch.__version__}")
+    print(header)
+    for r in records:
+        naive = next(x["median_us"] for x in records if x["pair"] == r["pair"] and x["backend"] == "naive") \
+            if "naive" in backends else float("nan")
+        print(f"{r['pair']:44} {r['backend']:7} {r['median_us']:10.1f} {r['p20_us']:8.1f}-{r['p80_us']:<8.1f} "
+              f"{r['bytes'] / 1e6:7.1f} {r['gb_per_s']:6.2f} {r['ratio_to_floor']:7.2f} {naive / r['median_us']:8.1f}")
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(records, f, indent=1)
+    return records
+
+
+if __name__ == "__main__":
+    main()
