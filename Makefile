@@ -25,6 +25,7 @@ test-slow: setup
 
 bench: setup
 	$(PY) benchmarks/switch_latency.py --json benchmarks/results/switch_latency.json
+	$(PY) benchmarks/loaders.py --json benchmarks/results/loaders.json
 
 lint: setup
 	$(VENV)/bin/ruff check fastmotive kernels benchmarks tests

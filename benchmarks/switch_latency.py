@@ -10,6 +10,7 @@ Last result: see docs/benchmarks.md (machine, date and commit recorded there).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -60,18 +61,17 @@ def bench_pair(spec: str, device: torch.device, backends, repeats: int, num_clas
     floor = statistics.median(time_us(lambda: dst.copy_(src), device, repeats))
     records = []
     for backend in backends:
-        state = {"up": True}
+        targets = itertools.cycle(["motivated", "base"])
 
-        def one_switch():
-            pair.switch_to("motivated" if state["up"] else "base", backend=backend)
-            state["up"] = not state["up"]
+        def one_switch(backend=backend, targets=targets):   # alternates up and down
+            pair.switch_to(next(targets), backend=backend)
 
         reps = repeats if backend != "naive" else max(5, repeats // 3)
         p20, median, p80 = quantiles(time_us(one_switch, device, reps))
-        records.append(dict(pair=spec, backend=backend, device=str(device), median_us=round(median, 1),
-                            p20_us=round(p20, 1), p80_us=round(p80, 1), bytes=nbytes, runs=len(pair.plan.runs),
-                            gb_per_s=round(nbytes / median / 1e3, 2), copy_floor_us=round(floor, 1),
-                            ratio_to_floor=round(median / floor, 2)))
+        records.append({"pair": spec, "backend": backend, "device": str(device), "median_us": round(median, 1),
+                            "p20_us": round(p20, 1), "p80_us": round(p80, 1), "bytes": nbytes, "runs": len(pair.plan.runs),
+                            "gb_per_s": round(nbytes / median / 1e3, 2), "copy_floor_us": round(floor, 1),
+                            "ratio_to_floor": round(median / floor, 2)})
     pair.switch_to("base")
     return records
 

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .errors import ArenaError
 from .segment import Segment, TensorSlot

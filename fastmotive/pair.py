@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-import torch.nn as nn
+from torch import nn
 
 from .arena import Arena
 from .families import parse_arch, tensor_shapes

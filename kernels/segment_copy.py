@@ -32,7 +32,7 @@ def segment_copy_kernel(
     for start in range(0, length, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < length
-        for r in range(0, rows):
+        for r in range(rows):
             row = data_ptr + r * row_stride
             values = tl.load(row + src + offs, mask=mask)
             tl.store(row + dst + offs, values, mask=mask)

@@ -1,7 +1,7 @@
 """The flat arena: views, segments, the guard, device moves, and bad input."""
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import fastmotive as fm
 

@@ -13,7 +13,7 @@ def nested_shapes(draw):
     chunks, base, mot = [], [], []
     for d in range(ndim):
         c = draw(st.sampled_from([1, 1, 2, 3])) if d == 0 else 1
-        b = draw(st.integers(0 if c == 1 else 1, 5)) * (c if c > 1 else 1)
+        b = draw(st.integers(0 if c == 1 else 1, 5)) * (max(1, c))
         extra = draw(st.integers(0, 3)) * c
         chunks.append(c)
         base.append(b)

@@ -1,21 +1,20 @@
 """The switch against an independent per-tensor reference, for every family and every backend."""
 import functools
 
-import numpy as np
 import pytest
 import torch
-import torch.nn as nn
+from torch import nn
 
 import fastmotive as fm
 from fastmotive.families import tensor_shapes
 
 PAIRS = {
-    "efficientnet_b0:b1": dict(num_classes=10),
-    "efficientnet_b0:b2": dict(num_classes=10),
-    "resnet20:resnet32": dict(num_classes=10),
-    "resnet18:34": dict(num_classes=10),
-    "vit_tiny_patch16_224:vit_small_patch16_224": dict(num_classes=10, img_size=32),
-    "vit_tiny_patch16_224:small": dict(num_classes=10, img_size=32, depth=1),   # small enough for the interpreter
+    "efficientnet_b0:b1": {"num_classes": 10},
+    "efficientnet_b0:b2": {"num_classes": 10},
+    "resnet20:resnet32": {"num_classes": 10},
+    "resnet18:34": {"num_classes": 10},
+    "vit_tiny_patch16_224:vit_small_patch16_224": {"num_classes": 10, "img_size": 32},
+    "vit_tiny_patch16_224:small": {"num_classes": 10, "img_size": 32, "depth": 1},   # small enough for the interpreter
 }
 
 

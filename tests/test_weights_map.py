@@ -1,7 +1,6 @@
 """Weights maps: family rules, JSON round trip, describe(), and the errors on pairs that do not nest."""
 import pytest
-import torch
-import torch.nn as nn
+from torch import nn
 
 import fastmotive as fm
 from fastmotive.families import parse_arch, tensor_shapes

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-import torch.nn as nn
+from torch import nn
 
 from ..errors import ArchSpecError
 from ..weights_map import Shape, WeightsMap, infer_map

@@ -4,8 +4,8 @@ subsampling plus zero channel padding, no parameters), as in the paper. timm has
 
 Weights map: the ResNet depth rule (see resnet.py), last base block to last motivated block.
 """
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from ._registry import map_by_rule, register_family
 from .resnet import last_to_last

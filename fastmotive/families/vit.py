@@ -14,7 +14,7 @@ def build(name: str, **kwargs):
 
 
 def _chunking(name: str, ndim: int):
-    if name.endswith("attn.qkv.weight") or name.endswith("attn.qkv.bias"):
+    if name.endswith(("attn.qkv.weight", "attn.qkv.bias")):
         return (3,) + (1,) * (ndim - 1)
     return (1,) * ndim
 

@@ -1,0 +1,67 @@
+"""Atomic, complete checkpoints: a temporary file, fsync, then rename over the old one (timm's saver).
+
+A failed write (full disk, crash, Ctrl-C) leaves the previous checkpoint intact; loading uses
+``weights_only=True`` so a checkpoint can never run code.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FastmotiveError
+
+
+class CheckpointError(FastmotiveError, RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another run."""
+
+
+def save_atomic(state: dict, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)   # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def load(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds on a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a fastmotive checkpoint: {exc}") from exc
+
+
+def rng_state() -> dict:
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), None))
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

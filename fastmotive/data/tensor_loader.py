@@ -1,0 +1,100 @@
+"""The `tensor` loader: the whole uint8 dataset lives on the device; batches are a few tensor ops (issue 4).
+
+The store is zero-padded once (4 pixels) and, when flipping, held twice: as is and mirrored, so a flipped
+crop is a plain crop of the mirror. Seen as an overlapping strided view whose rows are every run of W
+consecutive bytes, a batch of crops is B x 3 x H rows: one ``index_select`` reads the shuffled samples, their
+crop windows and their flips (B x 3 x H x W bytes moved; no worker processes, no per-sample Python), and one
+``addcmul`` goes from uint8 to normalized float32. On a GPU this is airbench's `CifarLoader` idea; on a CPU it
+is still several times the torch DataLoader (docs/data.md). Grayscale stores one channel and the gather
+reads it three times.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from ._plan import PAD, check_start, epoch_counter_iter, num_batches, plan_for
+from .datasets import ArraySplit
+
+
+class TensorLoader:
+    """Batches of an in-memory array split, built with tensor ops on ``device``.
+
+    Args:
+        split: uint8 images [N, C, H, W] (C = 1 or 3) and int64 labels.
+        batch_size: images per batch.
+        train: shuffle, augment and drop the last partial batch; else fixed order, no augmentation.
+        seed: with the epoch, fixes order and augmentation.
+        flip: random horizontal flip (training only).
+        mean, std: per-channel normalization on the [0, 1] scale.
+        device: where the dataset and the batches live.
+    """
+    name = "tensor"
+
+    def __init__(self, split: ArraySplit, *, batch_size: int, train: bool, seed: int, flip: bool,
+                 mean, std, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.batch_size, self.train, self.seed, self.flip = batch_size, train, seed, flip
+        self.dataset_size = len(split.labels)
+        self.epoch = 0
+        images = torch.from_numpy(split.images)
+        n, c, h, w = images.shape
+        self._pad = PAD if train else 0
+        if self._pad:  # padded once here, so a batch is a single gather with no bounds checks
+            images = torch.nn.functional.pad(images, (PAD,) * 4)
+        if train and flip:  # a mirrored copy: a flipped crop is a plain crop of the mirror image
+            images = torch.stack([images, images.flip(-1)])
+        images = images.to(self.device).contiguous()
+        self._images = images  # keeps the storage of the view below alive
+        # Every run of `w` consecutive bytes of the store, as rows of one (overlapping) strided view: a crop
+        # is B x 3 x h such rows, so one index_select assembles the whole batch.
+        flat = images.view(-1)
+        self._runs = flat.as_strided((flat.numel() - w + 1, w), (1, 1))
+        self._h, self._w = h, w
+        self._sample_stride = c * (h + 2 * self._pad) * (w + 2 * self._pad)
+        self._copy_stride = n * self._sample_stride
+        self._labels = torch.from_numpy(split.labels).to(self.device)
+        chan = torch.arange(3) if c == 3 else torch.zeros(3, dtype=torch.int64)  # grayscale: read 3 times
+        row_stride = w + 2 * self._pad
+        # Offset of row r of channel k inside a sample: [3, h].
+        self._row_offsets = ((chan * (h + 2 * self._pad) * row_stride)[:, None]
+                             + torch.arange(h) * row_stride).to(self.device)
+        self._row_stride = row_stride
+        # Normalization as one multiply-add straight from uint8: x * scale + bias = (x - 255 mean) / (255 std).
+        scale = 1 / (torch.tensor(std, dtype=torch.float32) * 255)
+        self._scale = scale.view(1, 3, 1, 1).to(self.device)
+        self._bias = (-torch.tensor(mean, dtype=torch.float32) * 255 * scale).view(1, 3, 1, 1).to(self.device)
+
+    def __len__(self) -> int:
+        return num_batches(self.dataset_size, self.batch_size, self.train)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return epoch_counter_iter(self)
+
+    def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start_batch..`` of ``epoch``: float32 [B, 3, H, W] normalized, int64 [B], on the device."""
+        check_start(start_batch, len(self))
+        plan = plan_for(self.dataset_size, self.batch_size, self.train, self.seed, epoch, self.flip, False)
+        return self._batches(plan, start_batch)
+
+    def _batches(self, plan, start_batch):
+        dev = self.device
+        first = start_batch * self.batch_size
+        rows = plan.index[first:]
+        flip = plan.flip[first:]
+        # Start of each sample's crop window in the flat store; mirrored samples read the mirror copy, where
+        # the window shifted by dx sits at (2 PAD - (dx + PAD)) from the left.
+        col = np.where(flip, self._pad - plan.dx[first:], plan.dx[first:] + self._pad)
+        base = (flip * self._copy_stride + rows * self._sample_stride
+                + (plan.dy[first:] + self._pad) * self._row_stride + col)
+        # One host-to-device copy of the epoch's plan; after that every op stays on the device.
+        base = torch.from_numpy(base).to(dev)
+        index = torch.from_numpy(rows).to(dev)
+        for b in range(start_batch, len(plan)):
+            s = plan.batch(b)
+            s = slice(s.start - first, s.stop - first)
+            starts = (base[s, None, None] + self._row_offsets).view(-1)    # [B * 3 * h] runs of w bytes
+            x = self._runs.index_select(0, starts).view(-1, 3, self._h, self._w)
+            yield torch.addcmul(self._bias, x, self._scale), self._labels[index[s]]
