@@ -49,23 +49,31 @@ class Switcher:
         return self._run_tables[device]
 
     def _views(self, arena: Arena, up: bool, state_rows: int) -> list[tuple[list, list]]:
-        """(destinations, sources) lists per dtype: one strided view pair per map entry, rows stacked."""
-        key = (arena.data.data_ptr(), tuple(arena.data.shape), up, state_rows)
+        """(destinations, sources) lists per dtype: one strided view pair per map entry, rows stacked.
+
+        Built once per arena storage, row count and direction (re-built after `to()` or growing rows)."""
+        key = (arena.data.data_ptr(), tuple(arena.data.shape), state_rows)
         if self._view_key != key:
             self._view_key, self._view_cache = key, {}
-            bits = arena.data.view(_INT_VIEW[arena.data.element_size()])
-            for e in self.weights_map.entries:
-                b_slot, m_slot = arena.slots[("base", e.base)], arena.slots[("motivated", e.motivated)]
-                rows = 1 + state_rows if b_slot.kind == "param" else 1
-                base, motivated = _rows_view(bits, b_slot, rows), _rows_view(bits, m_slot, rows)
-                b_dims, m_dims = split_chunks(e.chunks, b_slot.shape, m_slot.shape)
-                inner = motivated.view(rows, *m_dims)[(slice(None),) + tuple(slice(0, n) for n in b_dims)]
-                base = base.view(rows, *b_dims)
-                dst, src = (inner, base) if up else (base, inner)
-                pair = self._view_cache.setdefault(dst.dtype, ([], []))
-                pair[0].append(dst)
-                pair[1].append(src)
-        return list(self._view_cache.values())
+        if up not in self._view_cache:
+            self._view_cache[up] = self._build_views(arena, up, state_rows)
+        return self._view_cache[up]
+
+    def _build_views(self, arena: Arena, up: bool, state_rows: int) -> list[tuple[list, list]]:
+        bits = arena.data.view(_INT_VIEW[arena.data.element_size()])
+        by_dtype: dict[torch.dtype, tuple[list, list]] = {}
+        for e in self.weights_map.entries:
+            b_slot, m_slot = arena.slots[("base", e.base)], arena.slots[("motivated", e.motivated)]
+            rows = 1 + state_rows if b_slot.kind == "param" else 1
+            base, motivated = _rows_view(bits, b_slot, rows), _rows_view(bits, m_slot, rows)
+            b_dims, m_dims = split_chunks(e.chunks, b_slot.shape, m_slot.shape)
+            inner = motivated.view(rows, *m_dims)[(slice(None),) + tuple(slice(0, n) for n in b_dims)]
+            base = base.view(rows, *b_dims)
+            dst, src = (inner, base) if up else (base, inner)
+            destinations, sources = by_dtype.setdefault(dst.dtype, ([], []))
+            destinations.append(dst)
+            sources.append(src)
+        return list(by_dtype.values())
 
     def __call__(self, arena: Arena, up: bool, state_rows: int, backend: str) -> None:
         if backend == "triton":

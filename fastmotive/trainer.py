@@ -49,7 +49,8 @@ class Trainer:
         backend: switch backend (None = the device default). output: run directory (None = no files).
         checkpoint_every: also checkpoint every N steps (0 = at epoch ends only).
         max_steps: stop after this many batches in all (smoke runs). amp: bf16 autocast.
-        compile: None, or a torch.compile mode ("default", "reduce-overhead", "max-autotune").
+        compile: None, or a torch.compile mode ("default", "reduce-overhead", "max-autotune");
+            compile_backend: the torch.compile backend (tests pass a counting one).
         progress: show a rich progress bar.
         optimizer_kwargs: extra arguments for create_optimizer (betas, eps, nesterov, ...).
     """
@@ -59,7 +60,8 @@ class Trainer:
                  warmup_epochs: float = 0, epochs: int = 10, seed: int = 0, smoothing: float = 0.0,
                  backend: str | None = None, output: str | Path | None = None, checkpoint_every: int = 0,
                  max_steps: int | None = None, amp: bool = False, compile: str | None = None,
-                 progress: bool = False, channels_last: bool = False, **optimizer_kwargs):
+                 progress: bool = False, channels_last: bool = False, compile_backend="inductor",
+                 **optimizer_kwargs):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         self.pair, self.condition = pair, condition if condition is not None else LossStreak(k=2)
@@ -77,7 +79,9 @@ class Trainer:
                                                **optimizer_kwargs) for m in MODELS}
         self.forward = {m: pair.model(m) for m in MODELS}
         if compile:
-            self.forward = {m: torch.compile(pair.model(m), mode=compile) for m in MODELS}
+            # Each model compiles once: parameters never move, so switches trigger no guard failure.
+            mode = None if compile == "default" else compile
+            self.forward = {m: torch.compile(pair.model(m), mode=mode, backend=compile_backend) for m in MODELS}
         self.history = History()
         self.step = 0                      # global step: batches trained so far, both models
         self.position = (0, 0)             # (epoch, next batch) to resume from

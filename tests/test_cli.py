@@ -113,3 +113,19 @@ def test_config_file_sets_defaults_and_flags_override(tmp_path):
 def test_map_command_prints_the_plan():
     out = fastmotive("map", "resnet18:34").stdout
     assert "runs" in out and "last-to-last" in out
+
+
+def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "fastmotive.cli", "train", *map(str, FAST), "--epochs", "3",
+                             "--output", tmp_path, "--experiment", "i"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    steps = tmp_path / "i" / "steps.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (steps.exists() and len(steps.read_text().splitlines()) > 5):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "interrupted" in out and "--resume" in out
+    state = torch.load(tmp_path / "i" / "last.pt", weights_only=True)
+    assert state["step"] == len((tmp_path / "i" / "steps.csv").read_text().splitlines()) - 1 < 66
