@@ -9,6 +9,7 @@ import torch
 
 from .conditions import parse_condition
 from .families import parse_arch
+from .flops import pair_flops
 from .pair import MotivatedPair
 from .rundir import RunDir
 from .trainer import Trainer
@@ -57,6 +58,7 @@ class TrainRecipe:
             epochs=args.epochs, seed=args.seed, smoothing=args.smoothing, backend=args.switch_backend,
             output=self.run_dir, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, amp=args.amp,
             compile=args.compile, progress=not args.no_progress, channels_last=args.channels_last)
+        self.trainer.run.flops = pair_flops(self.pair, info.img_size)   # metrics.json gets FLOPs and F_{X-Y}
         print(f"run {self.run_dir}: {args.arch} on {info.name} ({info.train_size} train / {info.val_size} val, "
               f"{info.num_classes} classes, {info.img_size}px, loader {info.loader}), {device}, "
               f"condition {args.condition}, {args.epochs} epochs x {len(self.train_batches)} batches")

@@ -18,6 +18,7 @@ class RunDir:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.path / "last.pt"
+        self.flops = None   # {"base": FlopCount, "motivated": FlopCount}, set by the recipe; goes to metrics.json
 
     def write_args(self, args: dict) -> None:
         args = dict(args, git_commit=_git_commit())
@@ -53,6 +54,9 @@ class RunDir:
             "images_per_sec": images_seen / wall_s if wall_s > 0 else None, "wall_s": wall_s,
             "final_train_loss": last.get("train_loss"),
         }
+        if self.flops is not None:   # FLOPs per image of both models and F_{X-Y} (fastmotive/flops.py)
+            from .flops import run_flops
+            metrics.update(run_flops(steps, self.flops))
         (self.path / "metrics.json").write_text(json.dumps(metrics, indent=1))
         if steps:
             plot_run(steps, epochs, self.path / "plot.png")
