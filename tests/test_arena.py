@@ -113,3 +113,10 @@ def test_move_to_cuda_keeps_views_and_switches_bitwise():
     ref.arena.data.copy_(cpu)
     ref.switch_to("motivated", backend="naive")
     assert torch.equal(pair.arena.data.cpu().view(torch.int32), ref.arena.data.view(torch.int32))
+
+
+def test_models_on_different_devices_are_refused():
+    base = nn.Linear(2, 2)
+    mot = nn.Linear(2, 3, device="meta")
+    with pytest.raises(fm.ArenaError, match=r"motivated parameter 'weight' is on meta"):
+        fm.MotivatedPair(base, mot)

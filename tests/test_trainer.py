@@ -213,3 +213,10 @@ def test_resume_refuses_another_pair(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(fm.checkpoint.CheckpointError, match="corrupt"):
         Trainer(make_pair(), epochs=1).fit(batches(3), resume=tmp_path / "bad.pt")
+
+
+def test_amp_and_channels_last_train():
+    pair = make_pair()
+    history = Trainer(pair, optimizer="adamw", lr=1e-3, epochs=1, amp=True, channels_last=True).fit(batches(3))
+    assert all(torch.isfinite(torch.tensor(s["loss"])) for s in history.steps)
+    pair.arena.check_bound()
