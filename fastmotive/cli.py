@@ -37,6 +37,10 @@ def _train_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=0.05)
     g.add_argument("--sched", default="cosine", help="cosine, step, constant")
     g.add_argument("--warmup-epochs", type=float, default=1)
+    g.add_argument("--decay-epochs", type=float, default=30, help="step schedule: epochs between decays")
+    g.add_argument("--decay-rate", type=float, default=0.1, help="step schedule: lr factor per decay")
+    g.add_argument("--min-lr", type=float, default=0.0, help="cosine schedule: final lr")
+    g.add_argument("--decay-1d", action="store_true", help="also weight-decay 1-D tensors (biases, norms)")
     g.add_argument("--epochs", type=int, default=12)
     g.add_argument("--smoothing", type=float, default=0.0, help="label smoothing (0 = the paper's plain CE)")
     g.add_argument("--condition", default="streak:2",

@@ -17,7 +17,8 @@ from .trainer import Trainer
 # Settings a resumed run takes from its own args.yaml; the rest (device, progress, max steps) from the flags.
 RUN_SETTINGS = ("arch", "dataset", "data_dir", "loader", "img_size", "num_classes", "no_flip", "batch_size", "opt",
                 "lr", "momentum", "weight_decay", "sched", "warmup_epochs", "epochs", "smoothing", "condition",
-                "seed", "amp", "channels_last", "compile", "head_init")
+                "seed", "amp", "channels_last", "compile", "head_init", "decay_epochs", "decay_rate", "min_lr",
+                "decay_1d")
 
 
 class TrainRecipe:
@@ -55,6 +56,7 @@ class TrainRecipe:
         self.trainer = Trainer(
             self.pair, optimizer=args.opt, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             condition=parse_condition(args.condition, seed=args.seed), schedule=args.sched, warmup_epochs=args.warmup_epochs,
+            decay_epochs=args.decay_epochs, decay_rate=args.decay_rate, min_lr=args.min_lr, decay_1d=args.decay_1d,
             epochs=args.epochs, seed=args.seed, smoothing=args.smoothing, backend=args.switch_backend,
             output=self.run_dir, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, amp=args.amp,
             compile=args.compile, progress=not args.no_progress, channels_last=args.channels_last)

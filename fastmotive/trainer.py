@@ -43,7 +43,8 @@ class Trainer:
         optimizer: "sgd", "adamw", "rmsprop", "rmsproptf" or "lamb"; one per model, same kind.
         lr, momentum, weight_decay: optimizer hyper-parameters (weight decay skips 1-D tensors, as timm).
         condition: when the motivated model trains; default LossStreak(k=2), the paper's.
-        schedule: "cosine", "step" or "constant", with `warmup_epochs` of linear warmup, on the global step.
+        schedule: "cosine", "step" or "constant", with `warmup_epochs` of linear warmup, on the global step;
+            `decay_epochs`/`decay_rate` for "step", `min_lr` for "cosine".
         epochs: passes over the training batches. seed: seeds torch's RNG (dropout, init) at fit().
         smoothing: label smoothing of the cross-entropy (0 = the paper's plain loss).
         backend: switch backend (None = the device default). output: run directory (None = no files).
@@ -58,6 +59,7 @@ class Trainer:
     def __init__(self, pair: MotivatedPair, optimizer: str = "sgd", lr: float = 0.1, momentum: float = 0.9,
                  weight_decay: float = 5e-4, condition: Condition | None = None, schedule: str = "cosine",
                  warmup_epochs: float = 0, epochs: int = 10, seed: int = 0, smoothing: float = 0.0,
+                 decay_epochs: float = 30, decay_rate: float = 0.1, min_lr: float = 0.0,
                  backend: str | None = None, output: str | Path | None = None, checkpoint_every: int = 0,
                  max_steps: int | None = None, amp: bool = False, compile: str | None = None,
                  progress: bool = False, channels_last: bool = False, compile_backend="inductor",
