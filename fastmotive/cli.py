@@ -1,4 +1,5 @@
-"""The ``fastmotive`` command: ``train`` (Algorithm 1 end to end), ``export`` (deploy twice) and ``map``."""
+"""The ``fastmotive`` command: ``train`` (Algorithm 1 end to end), ``export`` (deploy twice), ``map``, and
+``compare`` / ``tune-k`` (the paper's experiments, fastmotive/compare.py)."""
 from __future__ import annotations
 
 import argparse
@@ -131,8 +132,17 @@ def main(argv=None) -> int:
     p.add_argument("--json", action="store_true", help="print the map as JSON")
     p.add_argument("--entries", action="store_true", help="list every entry")
     p.set_defaults(func=cmd_map)
+    from .compare import add_compare_parser, add_tune_k_parser, cmd_compare, cmd_tune_k
+    add_compare_parser(sub).set_defaults(func=cmd_compare)
+    add_tune_k_parser(sub).set_defaults(func=cmd_tune_k)
     argv = sys.argv[1:] if argv is None else argv
-    args = _parse_with_config(parser, train_parser, argv) if argv[:1] == ["train"] else parser.parse_args(argv)
+    if argv[:1] == ["train"]:
+        args = _parse_with_config(parser, train_parser, argv)
+    elif argv[:1] in (["compare"], ["tune-k"]):   # their other flags are train flags for every run
+        args, train_argv = parser.parse_known_args(argv)
+        args.train_argv = train_argv
+    else:
+        args = parser.parse_args(argv)
     try:
         return args.func(args)
     except FastmotiveError as exc:

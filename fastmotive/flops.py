@@ -78,8 +78,6 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
     Returns:
         A FlopCount: total, per operator class, and the ops fvcore traced but could not count.
     """
-    from fvcore.nn import FlopCountAnalysis
-
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -90,6 +88,7 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")   # tracer and torch.jit deprecation warnings; skips are returned
+            from fvcore.nn import FlopCountAnalysis
             analysis = FlopCountAnalysis(model, x)
             analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             total = int(analysis.total())
@@ -172,20 +171,22 @@ def acc_per_flops(acc: float, acc_ref: float, flops: float, flops_ref: float, wh
     return Quotient((acc - acc_ref) / (flops - flops_ref))
 
 
-def acc_f_ratio(acc_xyb: float, acc_xc: float, acc_yc: float, f_xy: float, f_xc: float, f_yc: float) -> dict:
+def acc_f_ratio(acc_xyb: float, acc_xc: float, acc_yc: float, f_xy: float, f_xc: float, f_yc: float,
+                what: str = "X-Y-B") -> dict:
     """ACC/FLOPs_{X-Y-B}, ACC/FLOPs_{Y-C} and their quotient ACC/F_Ratio (the paper's Eqs. 2-3).
 
     Args:
         acc_xyb: the base's accuracy after motivated training (%); acc_xc, acc_yc: the base's and the
             next-level model's after classical training (%).
         f_xy: F_{X-Y}, the motivated run's average forward FLOPs per image; f_xc, f_yc: the plain models'.
+        what: the motivated run's name in the reasons (the ablations reuse the formula).
 
     Returns:
         {"acc_flops_xyb": Quotient, "acc_flops_yc": Quotient, "ratio": Quotient}. The ratio is undefined
         when either slope is, and when ACC/FLOPs_{Y-C} <= 0: the next-level model gained nothing over the
         base, so "how many times more efficient" has no meaning (and dividing by it flips or blows up signs).
     """
-    xyb = acc_per_flops(acc_xyb, acc_xc, f_xy, f_xc, "X-Y-B vs X-C")
+    xyb = acc_per_flops(acc_xyb, acc_xc, f_xy, f_xc, f"{what} vs X-C")
     yc = acc_per_flops(acc_yc, acc_xc, f_yc, f_xc, "Y-C vs X-C")
     if not xyb.defined:
         ratio = Quotient(None, xyb.reason)
