@@ -5,6 +5,7 @@ export TORCHINDUCTOR_CACHE_DIR := $(CURDIR)/.cache/inductor
 export MPLBACKEND := Agg
 
 .PHONY: setup demo test test-slow bench lint
+BENCH_ENV := $(if $(BENCH_THREADS),OMP_NUM_THREADS=$(BENCH_THREADS))
 
 setup: $(VENV)/.installed
 
@@ -23,9 +24,13 @@ test: setup
 test-slow: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q -m slow
 
+# BENCH_THREADS=1 on a machine shared with other jobs: two torch threads per process then thrash the cores
 bench: setup
-	$(PY) benchmarks/switch_latency.py --json benchmarks/results/switch_latency.json
-	$(PY) benchmarks/loaders.py --json benchmarks/results/loaders.json
+	$(BENCH_ENV) $(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-only \
+		--benchmark-json=benchmarks/results/bench.json --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+	$(BENCH_ENV) $(PY) benchmarks/overhead.py --json benchmarks/results/overhead.json
+	$(BENCH_ENV) $(PY) benchmarks/switch_latency.py --json benchmarks/results/switch_latency.json
+	$(BENCH_ENV) $(PY) benchmarks/loaders.py --json benchmarks/results/loaders.json
 
 lint: setup
 	$(VENV)/bin/ruff check fastmotive kernels benchmarks tests

@@ -6,7 +6,8 @@ Before timing, each loader's first batch of epoch 0 is checked against the tenso
 one sampling plan, so the batches agree to float rounding). The CLI `benchmarks/loaders.py` measures the
 same on a larger set and on JPEG folders.
 
-Last result: docs/benchmarks.md.
+Last result (2026-11-27, 2-core x86_64 CPU, torch 2.14.1, DALI 2.4.0 CPU): tensor 384 k img/s, DALI 108 k, torch
+DataLoader (2 workers) 20 k (docs/benchmarks.md).
 """
 import functools
 
