@@ -2,8 +2,8 @@
 
 Layout of ``arena.data`` ([rows, columns], the parameters' dtype, one device):
 
-    columns:  | base params | motivated params | base buffers | motivated buffers |
-    row 0:      parameters and buffers (buffers of other dtypes are byte-reinterpreted views)
+    columns:  | buffers of other dtypes | base params | motivated params | base buffers | motivated buffers |
+    row 0:      parameters and buffers (buffers of other dtypes, e.g. int64, are byte-reinterpreted)
     rows 1..S:  optimizer state rows (momentum, exp_avg, exp_avg_sq, ...), same layout as row 0
     row S+1:    gradients (parameter columns only)
 
@@ -77,10 +77,13 @@ class Arena:
         self.slots: dict[tuple[str, str], Slot] = {}
         self.segment_bounds: dict[str, tuple[int, int]] = {}
         cursor = 0
-        for kind in ("param", "buffer"):
+        # Buffers of another dtype (BN's int64 num_batches_tracked) come first: torch.compile's overlap
+        # check compares storage offsets in elements, not bytes, so an int64 alias placed after the fp32
+        # parameters would seem to overlap one of them (its element offset is half its fp32 column).
+        for kind, foreign in (("buffer", True), ("param", False), ("buffer", False)):
             for model_name in MODELS:
                 start = cursor
-                cursor = self._place(model_name, kind, cursor)
+                cursor = self._place(model_name, kind, cursor, foreign)
                 if kind == "param":
                     self.segment_bounds[model_name] = (start, cursor)
         self.columns = cursor
@@ -92,11 +95,14 @@ class Arena:
         self._bind()
 
     # -- layout ---------------------------------------------------------------------------------------
-    def _place(self, model_name: str, kind: str, cursor: int) -> int:
+    def _place(self, model_name: str, kind: str, cursor: int, foreign: bool) -> int:
+        """Lay out one model's parameters or buffers (of another dtype if `foreign`) from `cursor`."""
         model = self.models[model_name]
         named = model.named_parameters() if kind == "param" else model.named_buffers()
         itemsize = self.dtype.itemsize
         for name, t in named:
+            if (t.dtype != self.dtype) != foreign:
+                continue
             if (t.element_size() * t.numel()) % itemsize or t.element_size() % itemsize:
                 raise ArenaError(f"{model_name} {kind} {name!r} has dtype {t.dtype}, whose size is not a multiple of "
                                  f"the arena dtype {self.dtype}; such buffers are not supported")
