@@ -68,7 +68,8 @@ class Trainer:
             raise ValueError(f"unknown optimizer {optimizer!r}; choose one of: {', '.join(OPTIMIZERS)}")
         self.pair, self.condition = pair, condition if condition is not None else LossStreak(k=2)
         self.epochs, self.seed, self.smoothing, self.backend = epochs, seed, smoothing, backend
-        self.schedule_args = {"name": schedule, "lr": lr, "warmup_epochs": warmup_epochs}
+        self.schedule_args = {"name": schedule, "lr": lr, "warmup_epochs": warmup_epochs, "min_lr": min_lr,
+                              "decay_epochs": decay_epochs, "decay_rate": decay_rate}
         self.max_steps, self.amp, self.progress, self.channels_last = max_steps, amp, progress, channels_last
         self.checkpoint_every = checkpoint_every
         self.run = RunDir(output) if output is not None else None

@@ -220,3 +220,11 @@ def test_amp_and_channels_last_train():
     history = Trainer(pair, optimizer="adamw", lr=1e-3, epochs=1, amp=True, channels_last=True).fit(batches(3))
     assert all(torch.isfinite(torch.tensor(s["loss"])) for s in history.steps)
     pair.arena.check_bound()
+
+
+def test_step_schedule_flags_reach_the_lr():
+    pair = make_pair()
+    trainer = Trainer(pair, optimizer="sgd", lr=0.1, schedule="step", decay_epochs=1, decay_rate=0.5,
+                      condition=Never(), epochs=3)
+    history = trainer.fit(batches(2))
+    assert [s["lr"] for s in history.steps] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])
