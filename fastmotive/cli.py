@@ -85,11 +85,8 @@ def _parse_with_config(parser: argparse.ArgumentParser, train_parser, argv) -> a
 def cmd_train(args) -> int:
     from .recipe import TrainRecipe
     recipe = TrainRecipe(args)
-    try:
-        recipe.setup()
-        recipe.train()
-    finally:
-        recipe.cleanup()
+    recipe.setup()
+    recipe.train()
     return 0
 
 

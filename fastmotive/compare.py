@@ -139,20 +139,17 @@ def _train_one(args, loaders=None) -> dict | None:
         args.resume, args.explicit = str(run_dir), set()
         print(f"resuming {run_dir}")
     recipe = TrainRecipe(args)
-    try:
-        recipe.setup()
-        if loaders is not None:
-            recipe.train_batches, recipe.val_batches = loaders(recipe)
-        if args.epoch_batches:
-            recipe.train_batches = FirstBatches(recipe.train_batches, args.epoch_batches)
-        if args.val_batches:
-            recipe.val_batches = FirstBatches(recipe.val_batches, args.val_batches)
-        if loaders is not None or args.epoch_batches or args.val_batches:
-            print(f"  budget: {len(recipe.train_batches)} training batches per epoch, "
-                  f"{len(recipe.val_batches)} validation batches")
-        recipe.train()
-    finally:
-        recipe.cleanup()
+    recipe.setup()
+    if loaders is not None:
+        recipe.train_batches, recipe.val_batches = loaders(recipe)
+    if args.epoch_batches:
+        recipe.train_batches = FirstBatches(recipe.train_batches, args.epoch_batches)
+    if args.val_batches:
+        recipe.val_batches = FirstBatches(recipe.val_batches, args.val_batches)
+    if loaders is not None or args.epoch_batches or args.val_batches:
+        print(f"  budget: {len(recipe.train_batches)} training batches per epoch, "
+              f"{len(recipe.val_batches)} validation batches")
+    recipe.train()
     if recipe.trainer.stop_requested:
         return None
     return json.loads((run_dir / "metrics.json").read_text())

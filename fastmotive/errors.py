@@ -15,3 +15,7 @@ class WeightsMapError(FastmotiveError, ValueError):
 
 class ArenaError(FastmotiveError, RuntimeError):
     """A tensor left the flat arena (re-allocated, re-assigned, cast) or models disagree on device/dtype."""
+
+
+class ConfigError(FastmotiveError, ValueError):
+    """Command-line or config settings contradict each other or the run being resumed."""

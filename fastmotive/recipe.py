@@ -1,4 +1,4 @@
-"""The ``fastmotive train`` recipe: setup, train, cleanup (torchtune's recipe shape, timm's flags)."""
+"""The ``fastmotive train`` recipe: setup and train (torchtune's recipe shape, timm's flags)."""
 from __future__ import annotations
 
 import re
@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .conditions import parse_condition
+from .errors import ConfigError
 from .families import parse_arch
 from .flops import pair_flops
 from .pair import MotivatedPair
@@ -30,9 +31,10 @@ class TrainRecipe:
         args = self.args
         if args.resume:
             self._adopt_run_settings()
+        family, base, motivated = parse_arch(args.arch)   # fail fast on a bad spec, before reading data
+        if args.resume:
             self.run_dir = Path(args.resume)
         else:
-            family, base, motivated = parse_arch(args.arch)   # fail fast on a bad spec, before reading data
             name = args.experiment or f"{base}-{motivated.replace(base.split('_')[0] + '_', '')}-" \
                                       f"{args.dataset or 'digits'}-s{args.seed}"
             self.run_dir = Path(args.output) / re.sub(r"[^\w.-]", "_", name)
@@ -41,7 +43,6 @@ class TrainRecipe:
             args.dataset, args.data_dir, args.loader, args.batch_size, args.img_size, device, args.seed,
             flip=False if args.no_flip else None, num_workers=args.workers,
             skip_bad_images=args.skip_bad_images)
-        family, _, _ = parse_arch(args.arch)
         kwargs = {"num_classes": args.num_classes or info.num_classes}
         if family.name == "vit":
             kwargs["img_size"] = info.img_size
@@ -49,10 +50,6 @@ class TrainRecipe:
         self.pair = MotivatedPair.from_arch(args.arch, **kwargs).to(device)
         if args.head_init == "zero":
             zero_heads(self.pair)
-        run = RunDir(self.run_dir)
-        if not args.resume:
-            settings = {k: v for k, v in vars(args).items() if k not in ("func", "explicit")}
-            run.write_args(dict(settings, model_kwargs=kwargs))
         self.trainer = Trainer(
             self.pair, optimizer=args.opt, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
             condition=parse_condition(args.condition, seed=args.seed), schedule=args.sched, warmup_epochs=args.warmup_epochs,
@@ -60,6 +57,9 @@ class TrainRecipe:
             epochs=args.epochs, seed=args.seed, smoothing=args.smoothing, backend=args.switch_backend,
             output=self.run_dir, checkpoint_every=args.checkpoint_every, max_steps=args.max_steps, amp=args.amp,
             compile=args.compile, progress=not args.no_progress, channels_last=args.channels_last)
+        if not args.resume:
+            settings = {k: v for k, v in vars(args).items() if k not in ("func", "explicit")}
+            self.trainer.run.write_args(dict(settings, model_kwargs=kwargs))
         self.trainer.run.flops = pair_flops(self.pair, info.img_size)   # metrics.json gets FLOPs and F_{X-Y}
         print(f"run {self.run_dir}: {args.arch} on {info.name} ({info.train_size} train / {info.val_size} val, "
               f"{info.num_classes} classes, {info.img_size}px, loader {info.loader}), {device}, "
@@ -71,7 +71,7 @@ class TrainRecipe:
         clashes = [f"--{k.replace('_', '-')} {getattr(args, k)!r} (the run has {saved.get(k)!r})"
                    for k in RUN_SETTINGS if k in args.explicit and saved.get(k) != getattr(args, k)]
         if clashes:
-            raise ValueError(f"--resume {args.resume}: these flags differ from the run's args.yaml: "
+            raise ConfigError(f"--resume {args.resume}: these flags differ from the run's args.yaml: "
                              f"{'; '.join(clashes)}. Resume without them, or start a new run")
         for k in RUN_SETTINGS:
             if k in saved:
@@ -91,9 +91,6 @@ class TrainRecipe:
                   "switches {switches}".format(**row))
         print(f"done in {wall:.1f} s; run directory {self.run_dir} (metrics.json, summary.csv, plot.png); "
               f"export both models with: fastmotive export {self.run_dir}")
-
-    def cleanup(self) -> None:
-        pass
 
 
 def zero_heads(pair: MotivatedPair) -> None:
