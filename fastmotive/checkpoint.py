@@ -49,6 +49,14 @@ def load(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"checkpoint {path} is corrupt or not a fastmotive checkpoint: {exc}") from exc
 
 
+def check_pair(state: dict, pair, path) -> None:
+    """Raise CheckpointError unless `state` holds an arena of `pair` (same weights map and layout)."""
+    if state.get("weights_map") != pair.weights_map.to_json() or \
+            tuple(state["arena"].shape[1:]) != (pair.arena.columns,):
+        raise CheckpointError(f"checkpoint {path} belongs to another pair (different arch, num_classes or "
+                              "weights map); nothing was loaded")
+
+
 def rng_state() -> dict:
     np_state = np.random.get_state()
     state = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),

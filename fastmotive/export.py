@@ -26,10 +26,9 @@ def export_run(run_dir, output=None) -> list[Path]:
     state = checkpoint.load(run.checkpoint_path)
     kwargs = args["model_kwargs"]
     pair = MotivatedPair.from_arch(args["arch"], **kwargs)
-    if state["weights_map"] != pair.weights_map.to_json() or state["arena_columns"] != pair.arena.columns:
-        raise checkpoint.CheckpointError(f"{run.checkpoint_path} does not match arch {args['arch']} with {kwargs}")
-    with torch.no_grad():
-        pair.arena.data[: state["arena"].shape[0]].copy_(state["arena"][: pair.arena.data.shape[0]])
+    checkpoint.check_pair(state, pair, run.checkpoint_path)
+    with torch.no_grad():   # row 0 holds both models' values and buffers: all an export needs
+        pair.arena.data[0].copy_(state["arena"][0])
     out = Path(output) if output else run.path / "export"
     out.mkdir(parents=True, exist_ok=True)
     family, *names = parse_arch(args["arch"])

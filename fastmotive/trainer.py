@@ -230,7 +230,6 @@ class Trainer:
     def state_dict(self) -> dict:
         return {
             "arena": self.pair.arena.data.detach().cpu().clone(),
-            "arena_columns": self.pair.arena.columns,
             "active": self.pair.active, "step": self.step, "position": list(self.position),
             "condition": self.condition.state_dict(),
             "optimizers": {m: opt.state_dict() for m, opt in self.optimizers.items()},
@@ -255,10 +254,7 @@ class Trainer:
         if path.is_dir():
             path = RunDir(path).checkpoint_path
         state = checkpoint.load(path)
-        if state.get("weights_map") != self.pair.weights_map.to_json() or \
-                tuple(state["arena"].shape[1:]) != (self.pair.arena.columns,):
-            raise checkpoint.CheckpointError(f"checkpoint {path} belongs to another pair (different arch, "
-                                             "num_classes or weights map); nothing was loaded")
+        checkpoint.check_pair(state, self.pair, path)
         if state["optimizer"] != self.optimizer_name or state["arena"].shape[0] != self.pair.arena.data.shape[0]:
             raise checkpoint.CheckpointError(f"checkpoint {path} was trained with optimizer {state['optimizer']!r}, "
                                              f"not {self.optimizer_name!r}")
