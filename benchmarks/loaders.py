@@ -64,7 +64,7 @@ def parse_args(argv=None):
 def timed_pass(loader, epoch: int, device: torch.device) -> tuple[float, int]:
     n = 0
     t0 = time.perf_counter()
-    for images, labels in loader.epoch_batches(epoch):
+    for _images, labels in loader.epoch_batches(epoch):
         n += labels.shape[0]
     if device.type == "cuda":
         torch.cuda.synchronize(device)  # the last batches may still be in flight on the GPU

@@ -354,7 +354,7 @@ def bench_switch(pair: fm.MotivatedPair, device: torch.device, repeats: int) -> 
             pair.switch_to("motivated", b)
             pair.switch_to("base", b)
     sync(device)
-    for i in range(repeats):
+    for _ in range(repeats):
         t0 = time.perf_counter()
         dst.copy_(src)
         sync(device)
