@@ -3,12 +3,13 @@ on one flat arena, with a compiled weights map and a fused single-launch switch.
 from . import checkpoint, families, optim
 from .conditions import (Always, EmaStreak, GradNormRise, LossStreak, Never, RandomActivation, RandomMatched, Signal,
                          ValLossStreak, parse_condition)
-from .errors import ArchSpecError, ArenaError, ConfigError, FastmotiveError, WeightsMapError
+from .errors import (ArchSpecError, ArenaError, CheckpointError, ConfigError, DataError, ExperimentError,
+                     FastmotiveError, TrainingDivergedError, WeightsMapError)
 from .families import list_families, parse_arch
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MotivatedPair
 from .schedules import make_schedule
-from .trainer import History, Trainer, TrainingDivergedError
+from .trainer import History, Trainer
 from .weights_map import MapEntry, WeightsMap
 
 __all__ = [
@@ -20,7 +21,8 @@ __all__ = [
     # optimizers and schedules
     "OPTIMIZERS", "create_optimizer", "make_schedule",
     # errors
-    "ArchSpecError", "ArenaError", "ConfigError", "FastmotiveError", "TrainingDivergedError", "WeightsMapError",
+    "ArchSpecError", "ArenaError", "CheckpointError", "ConfigError", "DataError", "ExperimentError", "FastmotiveError",
+    "TrainingDivergedError", "WeightsMapError",
     # submodules
     "checkpoint", "families", "optim",
 ]

@@ -12,11 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import FastmotiveError
-
-
-class CheckpointError(FastmotiveError, RuntimeError):
-    """A checkpoint is missing, corrupt, or belongs to another run."""
+from .errors import CheckpointError
 
 
 def save_atomic(state: dict, path: str | os.PathLike) -> None:

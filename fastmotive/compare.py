@@ -28,11 +28,11 @@ from pathlib import Path
 
 import yaml
 
-from .errors import FastmotiveError
+from .errors import ExperimentError
 from .flops import FLOPS_CONVENTION, acc_f_ratio, acc_per_flops
 from .recipe import RUN_SETTINGS
 
-__all__ = ["CompareError", "FirstBatches", "add_compare_parser", "add_tune_k_parser", "compare", "matched_conditions",
+__all__ = ["ExperimentError", "FirstBatches", "add_compare_parser", "add_tune_k_parser", "compare", "matched_conditions",
            "plot_compare", "summarize", "tune_k", "write_report"]
 
 # Train flags a comparison sets itself for each run; passing them through would be ambiguous.
@@ -40,10 +40,6 @@ OWN_FLAGS = ("seed", "resume", "experiment")
 # Settings an existing run must share with the comparison to be reused: the recipe's, the budget and the fold.
 CHECKED = (*RUN_SETTINGS, "epoch_batches", "val_batches", "fold", "folds")
 GFLOP = 1e9
-
-
-class CompareError(FastmotiveError, ValueError):
-    """A comparison cannot run as asked (clashing flags, a run made with other settings, ...)."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -60,7 +56,7 @@ class FirstBatches:
 
     def __init__(self, loader, n: int):
         if n < 1:
-            raise CompareError(f"batches per epoch must be >= 1, got {n}")
+            raise ExperimentError(f"batches per epoch must be >= 1, got {n}")
         self.loader, self.n = loader, min(n, len(loader))
 
     def __len__(self) -> int:
@@ -90,7 +86,7 @@ def _check_passthrough(train_argv: list[str], command: str) -> argparse.Namespac
     ns = _train_namespace(train_argv)
     clashes = sorted(set(OWN_FLAGS) & ns.explicit)
     if clashes:
-        raise CompareError(f"fastmotive {command} sets {', '.join('--' + c for c in clashes)} itself for each run; "
+        raise ExperimentError(f"fastmotive {command} sets {', '.join('--' + c for c in clashes)} itself for each run; "
                            f"drop it (use --seeds/--first-seed for the seeds, --experiment for the folder name)")
     return ns
 
@@ -104,7 +100,7 @@ def _state(run_dir: Path, args) -> tuple[str, dict | None]:
     diffs = [f"{k}: run has {saved.get(k)!r}, this comparison {getattr(args, k, None)!r}"
              for k in CHECKED if saved.get(k) != getattr(args, k, None)]
     if diffs:
-        raise CompareError(f"run {run_dir} was made with other settings ({'; '.join(diffs)}). Use another "
+        raise ExperimentError(f"run {run_dir} was made with other settings ({'; '.join(diffs)}). Use another "
                            f"--experiment (or --output) for these settings, or delete {run_dir}")
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
@@ -196,7 +192,7 @@ def matched_conditions(steps: list[dict]) -> dict:
     """
     epochs = sorted({int(s["epoch"]) for s in steps})
     if not epochs:
-        raise CompareError("the X-Y run has no steps to match the ablations to")
+        raise ExperimentError("the X-Y run has no steps to match the ablations to")
     per_epoch = [sum(s["active"] == "motivated" for s in steps if int(s["epoch"]) == e) for e in epochs]
     n = max(sum(1 for s in steps if int(s["epoch"]) == e) for e in epochs)
     mean = sum(per_epoch) / len(per_epoch)
@@ -426,7 +422,7 @@ def _fold_loaders(raw, folds: int, fold: int, seed: int, img_size: int | None):
     from .data.datasets import ArraySplit
 
     if not isinstance(raw.train, ArraySplit):
-        raise CompareError(f"tune-k splits the training set in memory; dataset {raw.name!r} is a folder of files. "
+        raise ExperimentError(f"tune-k splits the training set in memory; dataset {raw.name!r} is a folder of files. "
                            f"Use an array dataset (digits, mnist, fashion_mnist, cifar10, cifar100)")
     train_idx, val_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed)
                               .split(np.zeros(len(raw.train.labels)), raw.train.labels))[fold]
@@ -458,9 +454,9 @@ def tune_k(opts, train_argv: list[str]) -> dict | None:
     try:
         ks = sorted({int(k) for k in opts.ks.split(",")})
     except ValueError:
-        raise CompareError(f"--ks {opts.ks!r}: expected comma-separated integers >= 1, e.g. 1,2,3,4") from None
+        raise ExperimentError(f"--ks {opts.ks!r}: expected comma-separated integers >= 1, e.g. 1,2,3,4") from None
     if not ks or ks[0] < 1 or opts.folds < 2:
-        raise CompareError(f"--ks {opts.ks!r} --folds {opts.folds}: need integers k >= 1 and at least 2 folds")
+        raise ExperimentError(f"--ks {opts.ks!r} --folds {opts.folds}: need integers k >= 1 and at least 2 folds")
     folder = _folder(opts, ns, "tune-k")
     _write_settings(folder, {"command": "tune-k", "arch": opts.arch, "ks": ks, "folds": opts.folds, "rule": opts.rule,
                              "seed": opts.seed, "epoch_batches": opts.epoch_batches, "val_batches": opts.val_batches,
@@ -552,7 +548,7 @@ def add_tune_k_parser(sub) -> argparse.ArgumentParser:
 
 def cmd_compare(args) -> int:
     if args.seeds < 1:
-        raise CompareError(f"--seeds {args.seeds}: need at least 1")
+        raise ExperimentError(f"--seeds {args.seeds}: need at least 1")
     return 0 if compare(args, args.train_argv) is not None else 130
 
 

@@ -1,4 +1,4 @@
-"""Exceptions raised on bad input. Each message names the culprit, the expectation and the fix."""
+"""Every exception fastmotive raises on bad input or a failed run; each message names the culprit and the fix."""
 
 
 class FastmotiveError(Exception):
@@ -19,3 +19,19 @@ class ArenaError(FastmotiveError, RuntimeError):
 
 class ConfigError(FastmotiveError, ValueError):
     """Command-line or config settings contradict each other or the run being resumed."""
+
+
+class CheckpointError(FastmotiveError, RuntimeError):
+    """A checkpoint is missing, corrupt, or belongs to another run."""
+
+
+class DataError(FastmotiveError, ValueError):
+    """A dataset is missing, damaged or laid out differently from what its reader expects (names the file)."""
+
+
+class ExperimentError(FastmotiveError, ValueError):
+    """A comparison or tune-k cannot run as asked (clashing flags, a run made with other settings, ...)."""
+
+
+class TrainingDivergedError(FastmotiveError, FloatingPointError):
+    """The loss or the weights became NaN or inf; the last good checkpoint is kept."""

@@ -18,15 +18,11 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .conditions import Condition, LossStreak, Signal
-from .errors import FastmotiveError
+from .errors import TrainingDivergedError
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MODELS, MotivatedPair
 from .rundir import RunDir
 from .schedules import make_schedule
-
-
-class TrainingDivergedError(FastmotiveError, FloatingPointError):
-    """The loss became NaN or inf; the last good checkpoint is kept."""
 
 
 @dataclass

@@ -30,11 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FastmotiveError
-
-
-class DataError(FastmotiveError, ValueError):
-    """A dataset on disk is missing, truncated or malformed; the message names the file and the layout."""
+from ..errors import DataError
 
 
 @dataclass(frozen=True)
