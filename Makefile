@@ -29,6 +29,8 @@ bench: setup
 	$(BENCH_ENV) $(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-only \
 		--benchmark-json=benchmarks/results/bench.json --benchmark-columns=median,iqr,rounds --benchmark-sort=name
 	$(BENCH_ENV) $(PY) benchmarks/overhead.py --json benchmarks/results/overhead.json
+	$(BENCH_ENV) $(PY) benchmarks/optimizer_step.py --json benchmarks/results/optimizer_step.json
+	$(BENCH_ENV) $(PY) benchmarks/logging_cost.py --json benchmarks/results/logging_cost.json
 	$(BENCH_ENV) $(PY) benchmarks/switch_latency.py --json benchmarks/results/switch_latency.json
 	$(BENCH_ENV) $(PY) benchmarks/loaders.py --json benchmarks/results/loaders.json
 

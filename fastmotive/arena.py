@@ -10,7 +10,8 @@ Layout of ``arena.data`` ([rows, columns], the parameters' dtype, one device):
 Each model's parameters form one contiguous *segment* per row, so an optimizer updates a whole model
 with a few tensor ops. Every slot starts on a 16-element boundary (64 B in fp32) so kernels can
 vectorise and so int64 buffers can be viewed in place. Nothing is re-pointed after set-up except by
-`to()` and `ensure_state_rows()`, which re-bind every view at once.
+`to()` and `ensure_state_rows()`, which re-bind every view at once. `as_bits` is the integer view every
+bitwise copy (the switch backends, the kernel) goes through.
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from .errors import ArenaError
 from .segment import Segment, TensorSlot
 
 ALIGN = 16
-MODELS = ("base", "motivated")
+MODELS = ("base", "motivated")   # a pair's two members, in arena order
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,11 @@ class Slot:
     @property
     def numel(self) -> int:
         return math.prod(self.shape)
+
+
+def as_bits(t: torch.Tensor) -> torch.Tensor:
+    """`t` viewed as the integer dtype of its item size: copies through it move bits, never floats."""
+    return t.view(_INT_OF_SIZE[t.element_size()])
 
 
 def _align(n: int) -> int:

@@ -1,4 +1,5 @@
-"""Atomic, complete checkpoints: a temporary file, fsync, then rename over the old one (timm's saver).
+"""Checkpoint files: atomic writes (a temporary file, fsync, then rename over the old one: timm's saver),
+safe loads, and the RNG state they carry. What a pair saves and how it is checked: `MotivatedPair.state_dict`.
 
 A failed write (full disk, crash, Ctrl-C) leaves the previous checkpoint intact; loading uses
 ``weights_only=True`` so a checkpoint can never run code.
@@ -43,14 +44,6 @@ def load(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on a truncated or foreign file
         raise CheckpointError(f"checkpoint {path} is corrupt or not a fastmotive checkpoint: {exc}") from exc
-
-
-def check_pair(state: dict, pair, path) -> None:
-    """Raise CheckpointError unless `state` holds an arena of `pair` (same weights map and layout)."""
-    if state.get("weights_map") != pair.weights_map.to_json() or \
-            tuple(state["arena"].shape[1:]) != (pair.arena.columns,):
-        raise CheckpointError(f"checkpoint {path} belongs to another pair (different arch, num_classes or "
-                              "weights map); nothing was loaded")
 
 
 def rng_state() -> dict:

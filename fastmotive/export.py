@@ -1,9 +1,9 @@
-"""Train once, deploy twice: write both models of a run as standalone safetensors files.
+"""Export: a run's two models written as standalone safetensors files (train once, deploy twice), and read back.
 
-Each file loads into a plain model: timm members through ``timm.create_model(name, num_classes=N,
-pretrained=True, pretrained_cfg_overlay=dict(file=PATH, num_classes=N))``, the CIFAR ResNets through
-``fastmotive.families.cifar_resnet(name, num_classes=N)`` and ``load_state_dict``. `load_exported`
-does either from the JSON config written beside them.
+Each file loads into a plain model through its family (`Family.load_exported`): timm members through
+``timm.create_model(name, num_classes=N, pretrained=True, pretrained_cfg_overlay=dict(file=PATH, num_classes=N))``,
+the CIFAR ResNets through ``fastmotive.families.cifar_resnet(name, num_classes=N)`` and ``load_state_dict``.
+`load_exported` does either from the JSON config written beside them.
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from . import checkpoint
-from .families import get_family, parse_arch
+from .families import get_family
 from .pair import MODELS, MotivatedPair
 from .rundir import RunDir
 
@@ -26,15 +26,13 @@ def export_run(run_dir, output=None) -> list[Path]:
     state = checkpoint.load(run.checkpoint_path)
     kwargs = args["model_kwargs"]
     pair = MotivatedPair.from_arch(args["arch"], **kwargs)
-    checkpoint.check_pair(state, pair, run.checkpoint_path)
-    with torch.no_grad():   # row 0 holds both models' values and buffers: all an export needs
-        pair.arena.data[0].copy_(state["arena"][0])
+    # Row 0 holds both models' values and buffers: all an export needs.
+    pair.load_state_dict(_pair_state(state), values_only=True, source=f"checkpoint {run.checkpoint_path}")
     out = Path(output) if output else run.path / "export"
     out.mkdir(parents=True, exist_ok=True)
-    family, *names = parse_arch(args["arch"])
-    config = {"arch": args["arch"], "family": family.name, "run": str(run.path), "step": state["step"]}
+    config = {"arch": args["arch"], "family": pair.family.name, "run": str(run.path), "step": state["step"]}
     paths = []
-    for which, name in zip(MODELS, names):
+    for which, name in zip(MODELS, pair.names):
         tensors = {k: v.detach().contiguous().clone() for k, v in pair.model(which).state_dict().items()}
         path = out / f"{which}.safetensors"
         save_file(tensors, path, metadata={"model": name, "arch": args["arch"], "fastmotive_model": which})
@@ -44,18 +42,17 @@ def export_run(run_dir, output=None) -> list[Path]:
     return paths + [out / "config.json"]
 
 
+def _pair_state(state: dict) -> dict:
+    # A trainer checkpoint keeps the pair's keys (arena, active, weights_map) at its top level, or, once it
+    # stores `pair.state_dict()` whole, under "pair".
+    return state.get("pair", state)
+
+
 def load_exported(export_dir, which: str = "base") -> torch.nn.Module:
-    """Rebuild one exported model as a plain nn.Module (timm's loader for timm members)."""
+    """Rebuild one exported model (`which`: "base" or "motivated") as a plain nn.Module, through its family."""
+    if which not in MODELS:
+        raise ValueError(f"unknown model {which!r}; choices: {', '.join(MODELS)}")
     export_dir = Path(export_dir)
     config = json.loads((export_dir / "config.json").read_text())
     entry = config[which]
-    path, kwargs = export_dir / entry["file"], dict(entry["kwargs"])
-    if config["family"] == "cifar_resnet":
-        model = get_family("cifar_resnet").build(entry["model"], **kwargs)
-        model.load_state_dict(load_file(path))
-        return model
-    import timm
-    num_classes = kwargs.pop("num_classes")
-    overlay = {"file": str(path), "num_classes": num_classes}   # num_classes: keep the trained head
-    return timm.create_model(entry["model"], num_classes=num_classes, pretrained=True,
-                             pretrained_cfg_overlay=overlay, **kwargs)
+    return get_family(config["family"]).load_exported(entry["model"], export_dir / entry["file"], entry["kwargs"])

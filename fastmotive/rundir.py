@@ -3,22 +3,33 @@ row per batch), metrics.json, plot.png (the paper's Fig. 2) and last.pt (the che
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import math
 import os
 import subprocess
 from pathlib import Path
 
 import yaml
 
+from .errors import CheckpointError
+
 STEP_FIELDS = ["step", "epoch", "batch", "active", "loss", "lr", "images", "switched"]
+# How the CSV logs' text reads back: Python floats print as their shortest round-tripping repr, so a value
+# read back is the value logged, bit for bit.
+STEP_TYPES = {"step": int, "epoch": int, "batch": int, "active": str, "loss": float, "lr": float,
+              "images": int, "switched": lambda text: text == "True"}
+SUMMARY_INTS = ("epoch", "switches")   # every other summary.csv column is a float
 
 
 class RunDir:
+    """A run's folder and its files; creates the folder."""
+
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.path / "last.pt"
-        self.flops = None   # {"base": FlopCount, "motivated": FlopCount}, set by the recipe; goes to metrics.json
+        self._step_log: _CsvAppender | None = None   # steps.csv, open while rows arrive
 
     def write_args(self, args: dict) -> None:
         args = dict(args, git_commit=_git_commit())
@@ -31,36 +42,84 @@ class RunDir:
         return yaml.safe_load(path.read_text())
 
     def log_step(self, record: dict) -> None:
-        _append_csv(self.path / "steps.csv", record, STEP_FIELDS)
+        """Append a row to steps.csv. The file stays open (opening it per row cost more than the rest of the
+        loop's bookkeeping) and each row is flushed, so a killed run leaves every row it logged."""
+        if self._step_log is None:
+            self._step_log = _CsvAppender(self.path / "steps.csv", STEP_FIELDS)
+        self._step_log.write(record)
+
+    def close(self) -> None:
+        """Close steps.csv (a later row opens it again)."""
+        if self._step_log is not None:
+            self._step_log.close()
+            self._step_log = None
 
     def log_epoch(self, row: dict) -> None:
         _append_csv(self.path / "summary.csv", row, list(row))
 
     def rewrite_logs(self, history) -> None:
         """Make the CSV logs hold exactly `history` (after a resume from an earlier checkpoint)."""
+        self.close()
         for name, rows in (("steps.csv", history.steps), ("summary.csv", history.epochs)):
             (self.path / name).unlink(missing_ok=True)
             for row in rows:
                 _append_csv(self.path / name, row, STEP_FIELDS if name == "steps.csv" else list(row))
 
-    def write_metrics(self, trainer, wall_s: float, images_seen: int) -> dict:
-        steps, epochs = trainer.history.steps, trainer.history.epochs
+    def read_logs(self, steps: int, epochs: int) -> tuple[list[dict], list[dict]]:
+        """The first `steps` rows of steps.csv and `epochs` of summary.csv, typed as the trainer records them.
+
+        Raises:
+            CheckpointError: a log holds fewer rows than asked (deleted or truncated): the history of the run
+                cannot be rebuilt.
+        """
+        step_rows = _read_csv(self.path / "steps.csv", steps)
+        summary_rows = _read_csv(self.path / "summary.csv", epochs)
+        steps_typed = [{k: STEP_TYPES[k](v) for k, v in row.items()} for row in step_rows]
+        summary_typed = [{k: (int if k in SUMMARY_INTS else float)(v) for k, v in row.items()}
+                         for row in summary_rows]
+        return steps_typed, summary_typed
+
+    def write_metrics(self, history, *, wall_s: float, images: int, flops: dict | None = None) -> dict:
+        """Write metrics.json and plot.png for a run whose records are `history` (its `steps` and `epochs`).
+
+        Args:
+            history: the whole run's step and epoch records (resumed runs included).
+            wall_s, images: wall time and images trained by this fit() (images/sec).
+            flops: {"base": FlopCount, "motivated": FlopCount}, or None: adds FLOPs per image and F_{X-Y}.
+        """
+        steps, epochs = history.steps, history.epochs
         last = epochs[-1] if epochs else {}
         metrics = {
             "base_top1": last.get("base_top1"), "motivated_top1": last.get("motivated_top1"),
             "base_top5": last.get("base_top5"), "motivated_top5": last.get("motivated_top5"),
             "motivated_fraction": sum(s["active"] == "motivated" for s in steps) / max(len(steps), 1),
             "switches": sum(s["switched"] for s in steps), "steps": len(steps), "epochs": len(epochs),
-            "images_per_sec": images_seen / wall_s if wall_s > 0 else None, "wall_s": wall_s,
+            "images_per_sec": images / wall_s if wall_s > 0 else None, "wall_s": wall_s,
             "final_train_loss": last.get("train_loss"),
         }
-        if self.flops is not None:   # FLOPs per image of both models and F_{X-Y} (fastmotive/flops.py)
+        if flops is not None:   # FLOPs per image of both models and F_{X-Y} (fastmotive/flops.py)
             from .flops import run_flops
-            metrics.update(run_flops(steps, self.flops))
+            metrics.update(run_flops(steps, flops))
         (self.path / "metrics.json").write_text(json.dumps(metrics, indent=1))
         if steps:
             plot_run(steps, epochs, self.path / "plot.png")
         return metrics
+
+
+class _CsvAppender:
+    def __init__(self, path: Path, fields: list[str]):
+        new = not path.exists()
+        self.file = open(path, "a", newline="")   # kept open across rows
+        self.writer = csv.DictWriter(self.file, fieldnames=fields, extrasaction="ignore")
+        if new:
+            self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
 
 
 def _append_csv(path: Path, row: dict, fields: list[str]) -> None:
@@ -72,10 +131,23 @@ def _append_csv(path: Path, row: dict, fields: list[str]) -> None:
         writer.writerow(row)
 
 
+def _read_csv(path: Path, rows: int) -> list[dict]:
+    if rows == 0:
+        return []
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the run's history cannot be rebuilt for the resume")
+    with open(path, newline="") as f:
+        found = list(itertools.islice(csv.DictReader(f), rows))
+    if len(found) < rows:
+        raise CheckpointError(f"{path} holds {len(found)} rows, the checkpoint needs {rows}: the log was "
+                              "truncated, so the run's history cannot be rebuilt for the resume")
+    return found
+
+
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False,
-                             cwd=Path(__file__).parent)
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             check=False, cwd=Path(__file__).parent)
         return out.stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -89,13 +161,19 @@ def plot_run(steps: list[dict], epochs: list[dict], path: Path) -> None:
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(12, 4))
     ax_loss.plot([s["step"] for s in steps], [s["loss"] for s in steps], lw=0.8, color="black")
-    start = None
+    # the motivated episodes as [first step - 0.5, last step + 0.5] spans, NaN-separated: one artist for all,
+    # where one axvspan per episode takes minutes to draw on long runs
+    xs, top, start = [], [], None
     for s in steps + [{"active": "base", "step": steps[-1]["step"] + 1}]:
         if s["active"] == "motivated" and start is None:
             start = s["step"]
         elif s["active"] != "motivated" and start is not None:
-            ax_loss.axvspan(start - 0.5, s["step"] - 0.5, color="tab:orange", alpha=0.3, lw=0)
+            xs += [start - 0.5, s["step"] - 0.5, math.nan]
+            top += [1, 1, math.nan]
             start = None
+    if xs:
+        ax_loss.fill_between(xs, 0, top, transform=ax_loss.get_xaxis_transform(), color="tab:orange",
+                             alpha=0.3, lw=0)
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss (shaded: motivated model active)")
     if epochs and "base_top1" in epochs[0]:
         xs = [e["epoch"] + 1 for e in epochs]

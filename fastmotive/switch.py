@@ -1,6 +1,6 @@
-"""Switch backends: execute a copy plan on an arena, up (base -> motivated) or down (motivated -> base).
+"""Switch backends, and the choice of one: execute a copy plan on an arena, up (base -> motivated) or down.
 
-- ``triton``: one kernel launch over every run of every row (kernels/segment_copy.py); default on CUDA.
+- ``triton``: one kernel launch over every run of every row (kernels/run_copy.py); default on CUDA.
 - ``torch``:  one ``torch._foreach_copy_`` over per-entry strided views of the stacked rows (values and
               optimizer state rows together; a second call for buffers of another dtype); default on CPU.
               The views are built once per arena storage. On a CPU, block copies of whole runs beat
@@ -8,31 +8,61 @@
 - ``naive``:  per-tensor slice copies of every parameter, buffer and state row, one row at a time, straight
               from the weights map: the independent reference for tests and benchmarks.
 All three are bitwise identical: they move bits through an integer view, never through arithmetic.
+`resolve_backend` is the one place a backend name is checked against the device.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
 
-from .arena import Arena
-from .plan import CopyPlan
+from .arena import Arena, as_bits
+from .copy_plan import CopyPlan
+from .errors import ConfigError
 from .weights_map import WeightsMap, split_chunks
 
 BACKENDS = ("triton", "torch", "naive")
-_INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def default_backend(device: torch.device) -> str:
-    return "triton" if device.type == "cuda" and triton_available() else "torch"
-
-
+@functools.cache
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def default_backend(device: torch.device) -> str:
+    """The device's default: triton on CUDA when triton imports, else torch."""
+    return "triton" if torch.device(device).type == "cuda" and triton_available() else "torch"
+
+
+def resolve_backend(name: str | None, device: torch.device) -> str:
+    """The switch backend to run on `device`: `name` once checked, or the device's default when None.
+
+    Raises:
+        ConfigError: an unknown name (listing the choices), or triton where it cannot run.
+    """
+    if name is None:
+        return default_backend(device)
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown switch backend {name!r}; choices: {', '.join(BACKENDS)} "
+                          "or None (the device's default)")
+    if name == "triton":
+        _check_triton_runs_on(torch.device(device))
+    return name
+
+
+def _check_triton_runs_on(device: torch.device) -> None:
+    if not triton_available():
+        raise ConfigError("the triton switch backend needs the triton package, which does not import here; "
+                          "install triton or use backend='torch'")
+    if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise ConfigError(f"the triton switch backend needs CUDA (the pair is on {device}), or TRITON_INTERPRET=1 "
+                          "set before triton is imported to run it on the CPU interpreter; use backend='torch' "
+                          "on the CPU")
 
 
 class Switcher:
@@ -60,7 +90,7 @@ class Switcher:
         return self._view_cache[up]
 
     def _build_views(self, arena: Arena, up: bool, state_rows: int) -> list[tuple[list, list]]:
-        bits = arena.data.view(_INT_VIEW[arena.data.element_size()])
+        bits = as_bits(arena.data)
         by_dtype: dict[torch.dtype, tuple[list, list]] = {}
         for e in self.weights_map.entries:
             b_slot, m_slot = arena.slots[("base", e.base)], arena.slots[("motivated", e.motivated)]
@@ -76,6 +106,7 @@ class Switcher:
         return list(by_dtype.values())
 
     def __call__(self, arena: Arena, up: bool, state_rows: int, backend: str) -> None:
+        """Run the plan with `backend`, a name `resolve_backend` has already checked for this device."""
         if backend == "triton":
             self._triton(arena, up, state_rows)
         elif backend == "torch":
@@ -83,14 +114,11 @@ class Switcher:
         elif backend == "naive":
             self._naive(arena, up, state_rows)
         else:
-            raise ValueError(f"unknown switch backend {backend!r}; choices: {', '.join(BACKENDS)} or None (auto)")
+            raise AssertionError(f"unresolved switch backend {backend!r}")   # resolve_backend checks names
 
     def _triton(self, arena: Arena, up: bool, state_rows: int) -> None:
-        if arena.data.device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-            raise RuntimeError("the triton switch backend needs CUDA, or TRITON_INTERPRET=1 set before triton is "
-                               "imported to run it on the CPU interpreter; use backend='torch' on the CPU")
-        from .kernels import segment_copy
-        segment_copy(arena.data, self._runs(arena.data.device), self.plan.param_runs, 1 + state_rows, up)
+        from .kernels import copy_runs   # imports triton: only when the backend is used
+        copy_runs(arena.data, self._runs(arena.data.device), self.plan.param_runs, 1 + state_rows, up)
 
     def _torch(self, arena: Arena, up: bool, state_rows: int) -> None:
         for destinations, sources in self._views(arena, up, state_rows):
@@ -107,7 +135,6 @@ class Switcher:
                     inner.copy_(base.view(b_dims))
                 else:
                     base.view(b_dims).copy_(inner)
-
 
 
 def _rows_view(bits: torch.Tensor, slot, rows: int) -> torch.Tensor:

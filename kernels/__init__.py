@@ -1,5 +1,6 @@
-"""Triton kernels of fastmotive (installed as ``fastmotive.kernels``). Importing needs triton; on a CPU set
-``TRITON_INTERPRET=1`` before triton is first imported to run them in the interpreter."""
-from .segment_copy import segment_copy, segment_copy_kernel, segment_copy_reference
+"""Triton kernels of fastmotive (installed as ``fastmotive.kernels``): `copy_runs`, the switch's copy of a plan's
+runs. Importing needs triton; on a CPU set ``TRITON_INTERPRET=1`` before triton is first imported to run them in
+the interpreter."""
+from .run_copy import copy_runs, copy_runs_kernel, copy_runs_reference
 
-__all__ = ["segment_copy", "segment_copy_kernel", "segment_copy_reference"]
+__all__ = ["copy_runs", "copy_runs_kernel", "copy_runs_reference"]

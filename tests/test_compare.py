@@ -1,4 +1,4 @@
-"""`fastmotive compare` and `fastmotive tune-k` (fastmotive/compare.py): end to end on digits, reuse and
+"""`fastmotive compare` and `fastmotive tune-k` (fastmotive/experiments/): end to end on digits, reuse and
 resume, the ablations' matching, the table's formulas and its undefined cases."""
 import csv
 import json
@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from fastmotive.cli import main
-from fastmotive.compare import FirstBatches, matched_conditions, summarize, write_report
+from fastmotive.data.budget import FirstBatches
+from fastmotive.experiments import matched_conditions, summarize, write_report
 from fastmotive.flops import average_train_flops
 
 TINY = ["--arch", "resnet20:resnet32", "--epochs", "1", "-b", "32", "--no-progress", "--warmup-epochs", "0",
@@ -196,14 +197,14 @@ def test_tune_k_cross_validates_on_the_training_set(tmp_path):
 def test_folds_split_the_training_set_not_the_validation_split():
     import numpy as np
 
-    from fastmotive.compare import _fold_loaders
     from fastmotive.data import read_dataset
+    from fastmotive.experiments import fold_loaders
+    from fastmotive.settings import TrainConfig
     raw = read_dataset("digits")
-    recipe = SimpleNamespace(args=SimpleNamespace(batch_size=32, seed=0, no_flip=False),
-                             pair=SimpleNamespace(device="cpu"))
+    recipe = SimpleNamespace(config=TrainConfig(batch_size=32, seed=0, no_flip=False), pair=SimpleNamespace(device="cpu"))
     sizes, held_out_labels = [], []
     for fold in range(3):
-        train, val = _fold_loaders(raw, 3, fold, 0, None)(recipe)
+        train, val = fold_loaders(raw, 3, fold, 0)(recipe)
         sizes.append((train.dataset_size, val.dataset_size))
         held_out_labels.append(np.concatenate([y.numpy() for _, y in val.epoch_batches(0)]))
     assert all(t + v == len(raw.train.labels) == 1437 for t, v in sizes)

@@ -24,11 +24,11 @@ def test_alternating_never_recompiles_after_warmup():
     assert {s["active"] for s in trainer.history.steps} == {"base", "motivated"}
     warm = len(compiled_graphs)
     assert 2 <= warm <= 8
-    trainer.epochs = 6
-    trainer.fit(train, val)   # continues with many more switches
+    trainer.fit(train, val, epochs=6)   # continues with many more switches
     switches = sum(s["switched"] for s in trainer.history.steps)
     assert switches >= 10
-    assert len(compiled_graphs) == warm, f"{len(compiled_graphs) - warm} recompilations over {switches} switches"
+    assert len(compiled_graphs) == warm, \
+        f"{len(compiled_graphs) - warm} recompilations over {switches} switches"
 
 
 def test_both_models_compile_with_a_real_backend():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fastmotive.data import DaliLoader, DataError, TensorLoader, TorchLoader, dali_available
-from fastmotive.data._plan import PAD, train_plan
+from fastmotive.data.epoch_plan import PAD, train_plan
 from fastmotive.data._synthetic import random_images, write_image_folder
 from fastmotive.data.datasets import ArraySplit, read_dataset
 

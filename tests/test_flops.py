@@ -123,8 +123,8 @@ def test_trainer_metrics_json_records_flops(tmp_path):
     g = torch.Generator().manual_seed(1)
     data = [(torch.randn(6, 3, 8, 8, generator=g), torch.randint(0, 10, (6,), generator=g)) for _ in range(4)]
     data[3] = (data[3][0][:4], data[3][1][:4])    # a short last batch: F_{X-Y} weighs by images
-    trainer = fm.Trainer(pair, condition=fm.parse_condition("streak:1"), epochs=1, output=tmp_path)
-    trainer.run.flops = pair_flops(pair, 8)
+    trainer = fm.Trainer(pair, condition=fm.parse_condition("streak:1"), epochs=1, output=tmp_path,
+                         flops=pair_flops(pair, 8))
     trainer.fit(data, data[:1])
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     steps = trainer.history.steps

@@ -229,7 +229,7 @@ def test_zero_grad_keeps_the_grad_tensor():
     torch.manual_seed(0)
     model = TinyNet()
     segment = pack(model, 2)
-    opt = create_optimizer("adamw", segment, lr=1e-3)
+    opt = create_optimizer("adamw", segment, lr=1e-3, weight_decay=0.0)
     grads = [p.grad for p in model.parameters()]
     ptr = segment.grad.data_ptr()
     F.cross_entropy(model(torch.randn(4, 3, 5, 5)), torch.tensor([1, 2, 3, 4])).backward()
@@ -241,19 +241,19 @@ def test_zero_grad_keeps_the_grad_tensor():
 
 def test_rmsproptf_square_avg_starts_at_ones():
     segment = pack(TinyNet(), 2)
-    create_optimizer("rmsproptf", segment, lr=0.01)
+    create_optimizer("rmsproptf", segment, lr=0.01, weight_decay=0.0)
     assert torch.equal(segment.state[0], torch.ones_like(segment.state[0]))
     assert not segment.state[1].any()
 
 
 def test_defaults_and_state_dict():
     segment = pack(TinyNet(), 2)
-    opt = create_optimizer("lamb", segment, lr=0.01)
+    opt = create_optimizer("lamb", segment, lr=0.01, weight_decay=0.0)
     assert opt.info.state_rows == ("exp_avg", "exp_avg_sq")
     assert opt.eps == 1e-6 and opt.max_grad_norm == 1.0
     state = opt.state_dict()
     opt.load_state_dict(state)
-    other = create_optimizer("adamw", segment, lr=0.01)
+    other = create_optimizer("adamw", segment, lr=0.01, weight_decay=0.0)
     with pytest.raises(ValueError, match="'lamb'.*'adamw'"):
         other.load_state_dict(state)
 
@@ -261,34 +261,34 @@ def test_defaults_and_state_dict():
 def test_unknown_name_lists_choices():
     segment = pack(TinyNet(), 2)
     with pytest.raises(ValueError, match="unknown optimizer 'adam'.*sgd, adamw, rmsprop, rmsproptf, lamb"):
-        create_optimizer("adam", segment, lr=0.1)
+        create_optimizer("adam", segment, lr=0.1, weight_decay=0.0)
 
 
 def test_bad_arguments_are_named():
     segment = pack(TinyNet(), 2)
     with pytest.raises(ValueError, match="takes no argument.*trust_clip.*extra arguments are: none"):
-        create_optimizer("sgd", segment, lr=0.1, trust_clip=True)
+        create_optimizer("sgd", segment, lr=0.1, weight_decay=0.0, trust_clip=True)
     with pytest.raises(ValueError, match="lr=-1.*weight_decay=-0.1"):
         create_optimizer("sgd", segment, lr=-1, weight_decay=-0.1)
     with pytest.raises(ValueError, match="nesterov"):
-        create_optimizer("sgd", segment, lr=0.1, momentum=0.0, nesterov=True)
+        create_optimizer("sgd", segment, lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=True)
     with pytest.raises(ValueError, match="1-based"):
-        create_optimizer("adamw", segment, lr=0.1).step(0.1, 0)
+        create_optimizer("adamw", segment, lr=0.1, weight_decay=0.0).step(0.1, 0)
 
 
 def test_bad_segments_are_named():
     segment = pack(TinyNet(), 1)
     few_rows = Segment(segment.param, segment.grad, segment.state[:1], segment.slots)
     with pytest.raises(ValueError, match=r"state must be \[n_rows >= 2.*exp_avg"):
-        create_optimizer("adamw", few_rows, lr=0.1)
+        create_optimizer("adamw", few_rows, lr=0.1, weight_decay=0.0)
     first, second = segment.slots[:2]
     overlap = Segment(segment.param, segment.grad, segment.state,
                       (first, TensorSlot(second.name, first.offset + 1, second.shape)))
     with pytest.raises(ValueError, match=f"slot '{second.name}'"):
-        create_optimizer("sgd", overlap, lr=0.1)
+        create_optimizer("sgd", overlap, lr=0.1, weight_decay=0.0)
     short_grad = Segment(segment.param, segment.grad[:-1], segment.state, segment.slots)
     with pytest.raises(ValueError, match="grad must be 1-D contiguous"):
-        create_optimizer("sgd", short_grad, lr=0.1)
+        create_optimizer("sgd", short_grad, lr=0.1, weight_decay=0.0)
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

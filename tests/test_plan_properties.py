@@ -3,7 +3,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastmotive.plan import _merge_and_split, entry_runs
+from fastmotive.copy_plan import _merge_and_split, entry_runs
 from fastmotive.weights_map import MapEntry
 
 

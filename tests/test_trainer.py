@@ -9,7 +9,7 @@ from torch import nn
 
 import fastmotive as fm
 from fastmotive.conditions import Always, LossStreak, Never
-from fastmotive.trainer import Trainer, TrainingDivergedError
+from fastmotive.trainer import StepResult, Trainer, TrainingDivergedError
 
 
 class Net(nn.Module):
@@ -33,30 +33,29 @@ def batches(n=6, seed=1):
     return [(torch.randn(8, 3, 6, 6, generator=g), torch.randint(0, 4, (8,), generator=g)) for _ in range(n)]
 
 
-def scripted(trainer, losses):
-    """Replace the forward/backward/step by a scripted loss sequence; records which model ran each batch."""
-    it = iter(losses)
-    trainer.ran = []
+class Scripted:
+    """A step function returning a scripted loss sequence; records which model ran each batch."""
 
-    def fake(images, labels, lr):
-        trainer.ran.append(trainer.pair.active)
-        return next(it), None
-    trainer._train_batch = fake
+    def __init__(self, losses):
+        self.losses, self.ran = iter(losses), []
+
+    def __call__(self, model, images, labels, lr, step):
+        self.ran.append(model)
+        return StepResult(next(self.losses))
 
 
 def test_loss_streak_drives_switches_exactly():
     pair = make_pair()
-    trainer = Trainer(pair, condition=LossStreak(k=2), epochs=2)
+    losses = [1.0, 0.9, 0.8, 0.7, 0.75, 0.6,
+              0.55, 0.5, 0.45, 0.6, 0.5, 0.4]
+    trainer = Trainer(pair, condition=LossStreak(k=2), epochs=2, step_fn=Scripted(losses))
     # prev_loss starts at +inf, so batch 0 already counts as a fall: the streak reaches 2 at batch 1 and the
     # motivated model runs from batch 2; the rise at batch 4 sends batch 5 back to the base. Epoch 1 starts
     # on the base, but streak (1 after batch 5) and prev_loss carry over: batch 6 makes it 2.
-    losses = [1.0, 0.9, 0.8, 0.7, 0.75, 0.6,
-              0.55, 0.5, 0.45, 0.6, 0.5, 0.4]
-    scripted(trainer, losses)
     history = trainer.fit(batches(6))
-    assert trainer.ran == ["base", "base", "motivated", "motivated", "motivated", "base",
+    assert trainer.step_fn.ran == ["base", "base", "motivated", "motivated", "motivated", "base",
                            "base", "motivated", "motivated", "motivated", "base", "base"]
-    assert [s["active"] for s in history.steps] == trainer.ran
+    assert [s["active"] for s in history.steps] == trainer.step_fn.ran
     # the streak reaches 2 again at batch 11, the epoch's last: that episode would be closed at once, so
     # the round trip is skipped
     assert [s["switched"] for s in history.steps] == [False, True, False, False, True, False,
@@ -66,13 +65,13 @@ def test_loss_streak_drives_switches_exactly():
 
 def test_epoch_end_closes_an_open_episode():
     pair = make_pair()
-    trainer = Trainer(pair, condition=LossStreak(k=1), epochs=2)
-    scripted(trainer, [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3])
+    trainer = Trainer(pair, condition=LossStreak(k=1), epochs=2,
+                      step_fn=Scripted([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]))
     history = trainer.fit(batches(4))
     # k=1: the first batch of each epoch falls (from +inf, then from the last loss), so the motivated model
     # runs the rest of the epoch, and the epoch-end switch back follows the last batch
-    assert trainer.ran == ["base", "motivated", "motivated", "motivated", "base", "motivated", "motivated",
-                           "motivated"]
+    assert trainer.step_fn.ran == ["base", "motivated", "motivated", "motivated", "base", "motivated",
+                                   "motivated", "motivated"]
     assert [s["switched"] for s in history.steps] == [True, False, False, True, True, False, False, True]
     assert pair.active == "base"
 
@@ -101,7 +100,8 @@ def test_never_trains_the_base_like_a_plain_loop():
     pair = make_pair()
     reference = copy.deepcopy(pair.base)
     data = batches(5)
-    Trainer(pair, optimizer="sgd", lr=0.05, weight_decay=5e-4, condition=Never(), epochs=2).fit(data)
+    Trainer(pair, optimizer="sgd", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Never(),
+            epochs=2).fit(data)
     _plain_sgd_reference(reference, data, 0.05, 2)
     for (name, got), want in zip(pair.base.state_dict().items(), reference.state_dict().values()):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6, msg=name)
@@ -115,7 +115,8 @@ def test_always_trains_the_motivated_model_and_hands_the_base_its_slices():
             b = pair.base.state_dict()[e.base]
             reference.state_dict()[e.motivated][tuple(slice(0, n) for n in b.shape)].copy_(b)
     data = batches(5)
-    history = Trainer(pair, optimizer="sgd", lr=0.05, condition=Always(), epochs=2).fit(data)
+    history = Trainer(pair, optimizer="sgd", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Always(),
+                      epochs=2).fit(data)
     assert all(s["active"] == "motivated" for s in history.steps)
     _plain_sgd_reference(reference, data, 0.05, 2)
     for (name, got), want in zip(pair.motivated.state_dict().items(), reference.state_dict().values()):
@@ -150,7 +151,8 @@ def test_run_directory_and_metrics(tmp_path):
     history = trainer.fit(batches(5), val)
     run = tmp_path / "run"
     metrics = json.loads((run / "metrics.json").read_text())
-    for key in ("base_top1", "motivated_top1", "motivated_fraction", "switches", "steps", "images_per_sec", "wall_s"):
+    for key in ("base_top1", "motivated_top1", "motivated_fraction", "switches", "steps", "images_per_sec",
+                "wall_s"):
         assert key in metrics
     assert metrics["steps"] == 10 == len(history.steps)
     assert metrics["switches"] == sum(s["switched"] for s in history.steps)
@@ -169,8 +171,8 @@ def test_run_directory_and_metrics(tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     pair = make_pair()
-    trainer = Trainer(pair, epochs=3, output=tmp_path / "run")
-    scripted(trainer, [1.0, 0.9, 0.8, 0.7, float("nan")])
+    trainer = Trainer(pair, epochs=3, output=tmp_path / "run",
+                      step_fn=Scripted([1.0, 0.9, 0.8, 0.7, float("nan")]))
     with pytest.raises(TrainingDivergedError, match=r"step 4 .*on the base model"):
         trainer.fit(batches(4))
     state = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -217,7 +219,8 @@ def test_resume_refuses_another_pair(tmp_path):
 
 def test_amp_and_channels_last_train():
     pair = make_pair()
-    history = Trainer(pair, optimizer="adamw", lr=1e-3, epochs=1, amp=True, channels_last=True).fit(batches(3))
+    history = Trainer(pair, optimizer="adamw", lr=1e-3, epochs=1, amp=True,
+                      channels_last=True).fit(batches(3))
     assert all(torch.isfinite(torch.tensor(s["loss"])) for s in history.steps)
     pair.arena.check_bound()
 
@@ -225,6 +228,6 @@ def test_amp_and_channels_last_train():
 def test_step_schedule_flags_reach_the_lr():
     pair = make_pair()
     trainer = Trainer(pair, optimizer="sgd", lr=0.1, schedule="step", decay_epochs=1, decay_rate=0.5,
-                      condition=Never(), epochs=3)
+                      warmup_epochs=0, condition=Never(), epochs=3)
     history = trainer.fit(batches(2))
     assert [s["lr"] for s in history.steps] == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.025, 0.025])

@@ -9,10 +9,11 @@ CPU-only pipelines), ``torch`` (torchvision transforms in a DataLoader, the base
 See docs/data.md.
 """
 from ._build import DatasetInfo, build_loaders, choose_loader, list_loaders
+from .budget import FirstBatches
 from .dali_loader import DaliLoader, dali_available
 from .datasets import DataError, list_datasets, read_dataset
 from .tensor_loader import TensorLoader
 from .torch_loader import TorchLoader
 
-__all__ = ["DaliLoader", "DataError", "DatasetInfo", "TensorLoader", "TorchLoader", "build_loaders", "choose_loader",
+__all__ = ["DaliLoader", "DataError", "DatasetInfo", "FirstBatches", "TensorLoader", "TorchLoader", "build_loaders", "choose_loader",
            "dali_available", "list_datasets", "list_loaders", "read_dataset"]

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ._plan import PAD, VAL_CROP_PCT, check_start, epoch_counter_iter, num_batches, plan_for
+from .epoch_plan import PAD, VAL_CROP_PCT, check_start, epoch_counter_iter, num_batches, plan_for
 from .datasets import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
 
 _PREFETCH = 2  # batches DALI prepares ahead of the consumer

@@ -14,75 +14,67 @@ Layouts (``data_dir`` is ``--data-dir``):
   ``data_dir/MNIST/raw`` or ``data_dir/FashionMNIST/raw`` (torchvision); ``fashion_mnist`` defaults to
   ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``).
 - ``folder``: ``data_dir/train/<class>/*.{jpg,jpeg,png}`` and ``data_dir/val/`` (or ``validation/``).
+
+This module reads the digits and the MNIST family and looks readers up by name; the CIFAR readers are in
+``cifar.py``, the image-folder reader in ``image_folder.py``, the types they return in ``raw_dataset.py``.
+All their public names are importable from here.
 """
 from __future__ import annotations
 
 import gzip
 import os
-import pickle
 import struct
-import warnings
 import zlib
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DataError
+from .cifar import (
+    CIFAR10_LAYOUT,
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    CIFAR100_LAYOUT,
+    CIFAR100_MEAN,
+    CIFAR100_STD,
+    read_cifar10,
+    read_cifar100,
+    read_cifar100_coarse,
+)
+from .image_folder import (
+    DAMAGED_INSIDE,
+    FOLDER_LAYOUT,
+    IMAGE_EXTENSIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    check_image_file,
+    read_folder,
+)
+from .raw_dataset import (
+    _READERS,
+    ArraySplit,
+    FileSplit,
+    RawDataset,
+    _check_labels,
+    _need_dir,
+    register_dataset,
+)
 
+__all__ = [
+    "CIFAR10_LAYOUT", "CIFAR10_MEAN", "CIFAR10_STD", "CIFAR100_LAYOUT", "CIFAR100_MEAN", "CIFAR100_STD",
+    "DAMAGED_INSIDE", "FASHION_MNIST_MEAN", "FASHION_MNIST_STD", "FASHION_MNIST_SYSTEM_DIR", "FOLDER_LAYOUT",
+    "IMAGENET_MEAN", "IMAGENET_STD", "IMAGE_EXTENSIONS", "MNIST_MEAN", "MNIST_STD", "ArraySplit", "DataError",
+    "FileSplit", "RawDataset", "check_image_file", "list_datasets", "read_cifar10", "read_cifar100",
+    "read_cifar100_coarse", "read_dataset", "read_digits", "read_fashion_mnist", "read_folder", "read_idx",
+    "read_mnist", "register_dataset",
+]
 
-@dataclass(frozen=True)
-class ArraySplit:
-    """One split held in memory: ``images`` uint8 [N, C, H, W] (C is 1 or 3), ``labels`` int64 [N]."""
-    images: np.ndarray
-    labels: np.ndarray
-
-
-@dataclass(frozen=True)
-class FileSplit:
-    """One split of an image folder: encoded image ``files`` and their int64 ``labels``."""
-    files: tuple[str, ...]
-    labels: np.ndarray
-
-
-@dataclass(frozen=True)
-class RawDataset:
-    """What a reader returns; ``build_loaders`` turns it into loaders."""
-    name: str
-    num_classes: int
-    train: ArraySplit | FileSplit
-    val: ArraySplit | FileSplit
-    mean: tuple[float, float, float]  # per channel, on the [0, 1] scale
-    std: tuple[float, float, float]
-    img_size: int                     # default side of the square images the loaders produce
-    flip: bool                        # default for the horizontal flip (off for digit datasets)
-    classes: tuple[str, ...]
-    skipped: int = 0                  # undecodable images left out (folder with skip_bad_images=True)
-
-
-# Published per-channel statistics of the training sets (torchvision / timm conventions).
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
+# Published per-channel statistics of the training sets (torchvision / timm conventions); CIFAR's and
+# ImageNet's are with their readers.
 MNIST_MEAN, MNIST_STD = (0.1307,) * 3, (0.3081,) * 3
 FASHION_MNIST_MEAN, FASHION_MNIST_STD = (0.2860,) * 3, (0.3530,) * 3
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-_READERS: dict[str, Callable[..., RawDataset]] = {}
-
-
-def register_dataset(name: str):
-    """Register a reader ``fn(data_dir, skip_bad_images) -> RawDataset`` under ``name``."""
-    def wrap(fn):
-        if name in _READERS:
-            raise ValueError(f"dataset {name!r} is registered twice")
-        _READERS[name] = fn
-        return fn
-    return wrap
 
 
 def list_datasets() -> list[str]:
@@ -101,27 +93,6 @@ def read_dataset(name: str | None, data_dir: str | os.PathLike | None = None,
     if name not in _READERS:
         raise DataError(f"unknown dataset {name!r}; valid choices: {', '.join(list_datasets())}")
     return _READERS[name](None if data_dir is None else Path(data_dir), skip_bad_images)
-
-
-def _check_labels(labels: np.ndarray, num_classes: int, path) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        raise DataError(f"{path}: labels must be a 1-D list of integers, got dtype {labels.dtype} "
-                        f"shape {labels.shape}")
-    bad = (labels < 0) | (labels >= num_classes)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DataError(f"{path}: {int(bad.sum())} labels outside [0, {num_classes}), first at index {i}: "
-                        f"{int(labels[i])}")
-    return labels.astype(np.int64)
-
-
-def _need_dir(data_dir: Path | None, name: str, layout: str) -> Path:
-    if data_dir is None:
-        raise DataError(f"dataset {name!r} needs --data-dir; expected layout: {layout}")
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: no such directory (dataset {name!r}); expected layout: {layout}")
-    return data_dir
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -152,118 +123,6 @@ def read_digits(data_dir: Path | None = None, skip_bad_images: bool = False) -> 
 
 
 # --------------------------------------------------------------------------------------------------------
-# CIFAR (python pickle layout)
-
-CIFAR10_LAYOUT = ("DIR/cifar-10-batches-py/{data_batch_1..data_batch_5, test_batch, batches.meta}: python "
-                  "pickles of dicts with b'data' (uint8 [N, 3072], rows RRR..GGG..BBB of 32x32) and b'labels'")
-CIFAR100_LAYOUT = ("DIR/cifar-100-python/{train, test, meta}: python pickles of dicts with b'data' "
-                   "(uint8 [N, 3072]), b'fine_labels' and b'coarse_labels'")
-
-
-class _ForbiddenGlobal(pickle.UnpicklingError):
-    pass
-
-
-class _CifarUnpickler(pickle.Unpickler):
-    """Unpickles only what CIFAR files hold (dicts, lists, bytes and numpy arrays): loading a file from
-    ``--data-dir`` must not run arbitrary code."""
-
-    _ALLOWED = frozenset({("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
-                ("numpy._core.numeric", "_frombuffer"), ("_codecs", "encode")})
-
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise _ForbiddenGlobal(f"{module}.{name}")
-        try:  # numpy >= 2 renamed numpy.core to numpy._core; the CIFAR files predate it
-            return super().find_class(module.replace("numpy.core.", "numpy._core."), name)
-        except ModuleNotFoundError:
-            return super().find_class(module.replace("numpy._core.", "numpy.core."), name)
-
-
-def _load_pickle(path: Path, layout: str) -> dict:
-    if not path.is_file():
-        raise DataError(f"{path}: missing file; expected layout: {layout}")
-    try:
-        with open(path, "rb") as f:
-            obj = _CifarUnpickler(f, encoding="bytes").load()
-    except _ForbiddenGlobal as e:
-        raise DataError(f"{path}: the pickle references {e}, which CIFAR files never hold; refusing to load it "
-                        f"(unpickling can run code); expected layout: {layout}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            ImportError) as e:
-        raise DataError(f"{path}: truncated or not a CIFAR python pickle ({type(e).__name__}: {e}); "
-                        f"expected layout: {layout}") from e
-    if not isinstance(obj, dict):
-        raise DataError(f"{path}: expected a pickled dict, got {type(obj).__name__}; expected layout: {layout}")
-    return obj
-
-
-def _cifar_split(paths: list[Path], label_key: bytes, num_classes: int, layout: str) -> ArraySplit:
-    images, labels = [], []
-    for path in paths:
-        d = _load_pickle(path, layout)
-        missing = [k.decode() for k in (b"data", label_key) if k not in d]
-        if missing:
-            raise DataError(f"{path}: pickle lacks key(s) {missing} (has {sorted(k for k in d)}); "
-                            f"expected layout: {layout}")
-        data = np.asarray(d[b"data"])
-        if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-            raise DataError(f"{path}: b'data' must be uint8 [N, 3072], got {data.dtype} {list(data.shape)}")
-        lab = _check_labels(np.asarray(d[label_key]), num_classes, f"{path} b'{label_key.decode()}'")
-        if len(lab) != len(data):
-            raise DataError(f"{path}: {len(data)} images but {len(lab)} labels")
-        images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(lab)
-    return ArraySplit(np.ascontiguousarray(np.concatenate(images)), np.concatenate(labels))
-
-
-def _meta_names(path: Path, key: bytes, layout: str) -> tuple[str, ...]:
-    d = _load_pickle(path, layout)
-    if key not in d:
-        raise DataError(f"{path}: pickle lacks key {key!r}; expected layout: {layout}")
-    return tuple(n.decode() if isinstance(n, bytes) else str(n) for n in d[key])
-
-
-@register_dataset("cifar10")
-def read_cifar10(data_dir: Path | None, skip_bad_images: bool = False) -> RawDataset:
-    """CIFAR-10 in ``data_dir/cifar-10-batches-py`` (50000 train / 10000 test)."""
-    root = _need_dir(data_dir, "cifar10", CIFAR10_LAYOUT) / "cifar-10-batches-py"
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; expected layout: {CIFAR10_LAYOUT}")
-    train = _cifar_split([root / f"data_batch_{i}" for i in range(1, 6)], b"labels", 10, CIFAR10_LAYOUT)
-    val = _cifar_split([root / "test_batch"], b"labels", 10, CIFAR10_LAYOUT)
-    classes = _meta_names(root / "batches.meta", b"label_names", CIFAR10_LAYOUT)
-    return RawDataset("cifar10", 10, train, val, CIFAR10_MEAN, CIFAR10_STD, 32, True, classes)
-
-
-def _read_cifar100(data_dir: Path | None, coarse: bool) -> RawDataset:
-    name = "cifar100_coarse" if coarse else "cifar100"
-    root = _need_dir(data_dir, name, CIFAR100_LAYOUT) / "cifar-100-python"
-    if not root.is_dir():
-        raise DataError(f"{root}: no such directory; expected layout: {CIFAR100_LAYOUT}")
-    key, n = (b"coarse_labels", 20) if coarse else (b"fine_labels", 100)
-    train = _cifar_split([root / "train"], key, n, CIFAR100_LAYOUT)
-    val = _cifar_split([root / "test"], key, n, CIFAR100_LAYOUT)
-    classes = _meta_names(root / "meta", b"coarse_label_names" if coarse else b"fine_label_names",
-                          CIFAR100_LAYOUT)
-    return RawDataset(name, n, train, val, CIFAR100_MEAN, CIFAR100_STD, 32, True, classes)
-
-
-@register_dataset("cifar100")
-def read_cifar100(data_dir: Path | None, skip_bad_images: bool = False) -> RawDataset:
-    """CIFAR-100 with its 100 fine labels."""
-    return _read_cifar100(data_dir, coarse=False)
-
-
-@register_dataset("cifar100_coarse")
-def read_cifar100_coarse(data_dir: Path | None, skip_bad_images: bool = False) -> RawDataset:
-    """CIFAR-100 with its 20 coarse (superclass) labels."""
-    return _read_cifar100(data_dir, coarse=True)
-
-
-# --------------------------------------------------------------------------------------------------------
 # MNIST family (idx files)
 
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -282,7 +141,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
             data = f.read()
     except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
-        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is truncated or corrupt") from e
+        raise DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the file is truncated or "
+                        f"corrupt") from e
     if len(data) < 4:
         raise DataError(f"{path}: truncated idx file ({len(data)} bytes, no header)")
     found = int.from_bytes(data[:4], "big")
@@ -326,7 +186,8 @@ def _read_mnist_family(name: str, data_dir: Path | None, sub: str, mean, std) ->
         images = read_idx(img_path, _IDX_IMAGES_MAGIC)
         labels = _check_labels(read_idx(lab_path, _IDX_LABELS_MAGIC), 10, lab_path)
         if len(images) != len(labels):
-            raise DataError(f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} labels")
+            raise DataError(f"{img_path} holds {len(images)} images but {lab_path} holds {len(labels)} "
+                            f"labels")
         splits[split] = ArraySplit(np.ascontiguousarray(images[:, None]), labels)
     return RawDataset(name, 10, splits["train"], splits["val"], mean, std, 28, False,
                       tuple(str(i) for i in range(10)))
@@ -343,118 +204,3 @@ def read_fashion_mnist(data_dir: Path | None, skip_bad_images: bool = False) -> 
     """Fashion-MNIST idx files; defaults to Debian's ``dataset-fashion-mnist`` install."""
     return _read_mnist_family("fashion_mnist", data_dir, "FashionMNIST", FASHION_MNIST_MEAN,
                               FASHION_MNIST_STD)
-
-
-# --------------------------------------------------------------------------------------------------------
-# image folder
-
-DAMAGED_INSIDE = ("the file passed the checks made when the folder was read (signature, end marker, header), "
-                  "so the damage is inside the image data, where --skip-bad-images cannot see it: replace or "
-                  "delete the file")
-FOLDER_LAYOUT = ("DIR/train/<class>/*.{jpg,jpeg,png} and DIR/val/<class>/... (or DIR/validation/), one "
-                 "sub-folder per class, like torchvision's ImageFolder")
-
-
-def check_image_file(path: str) -> str | None:
-    """Check an encoded image without decoding its pixels (about 80 us a file): signature, end marker, and
-    PIL's parse of its header.
-
-    Returns None when the file looks whole, else what is wrong. A truncated JPEG lacks its EOI marker
-    (FF D9 cannot occur inside entropy-coded data, which stuffs FF bytes); a truncated PNG lacks IEND.
-    """
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            head = f.read(8)
-            f.seek(max(0, size - 1024))
-            tail = f.read()
-    except OSError as e:
-        return f"cannot read ({e})"
-    if size == 0:
-        return "empty file"
-    if head[:3] == b"\xff\xd8\xff":
-        if b"\xff\xd9" not in tail:
-            return "truncated JPEG (no end-of-image marker)"
-    elif head == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in tail:
-            return "truncated PNG (no IEND chunk)"
-    else:
-        return "not a JPEG or PNG file (bad signature)"
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - the header is parsed
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        return f"bad header ({type(e).__name__}: {e})"
-    return None
-
-
-def _scan_split(split_dir: Path, class_index: dict[str, int] | None) -> tuple[list[str], list[int], list[str]]:
-    classes = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"{split_dir}: no class sub-folders; expected layout: {FOLDER_LAYOUT}")
-    if class_index is None:
-        class_index = {c: i for i, c in enumerate(classes)}
-    unknown = [c for c in classes if c not in class_index]
-    if unknown:
-        raise DataError(f"{split_dir}: class folder(s) {unknown[:10]} do not exist in train/ "
-                        f"(train classes: {list(class_index)[:10]}...)")
-    files, labels = [], []
-    for c in classes:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(split_dir / c, followlinks=True):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
-        if not found:
-            raise DataError(f"{split_dir / c}: empty class folder (no {'/'.join(IMAGE_EXTENSIONS)} files); "
-                            f"expected layout: {FOLDER_LAYOUT}")
-        files += found
-        labels += [class_index[c]] * len(found)
-    return files, labels, classes
-
-
-def _drop_bad(files: list[str], labels: list[int], skip_bad_images: bool) -> tuple[FileSplit, list[str]]:
-    # Threads: the check is a few small reads per file, bound by file-system latency, not by the GIL.
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        problems = list(pool.map(check_image_file, files, chunksize=256))
-    bad = [f"{f}: {p}" for f, p in zip(files, problems) if p is not None]
-    if bad and not skip_bad_images:
-        raise DataError(f"{len(bad)} image(s) cannot be decoded (pass --skip-bad-images to skip them): "
-                        + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
-    keep = [i for i, p in enumerate(problems) if p is None]
-    return FileSplit(tuple(files[i] for i in keep), np.asarray([labels[i] for i in keep], np.int64)), bad
-
-
-@register_dataset("folder")
-def read_folder(data_dir: Path | None, skip_bad_images: bool = False) -> RawDataset:
-    """An image folder tree (``train/`` and ``val/`` or ``validation/``, one sub-folder per class).
-
-    Every file is checked for a whole JPEG/PNG structure; bad ones raise, or are skipped and counted with
-    ``skip_bad_images`` (a warning gives the count and the files).
-    """
-    root = _need_dir(data_dir, "folder", FOLDER_LAYOUT)
-    train_dir = root / "train"
-    val_dir = next((root / v for v in ("val", "validation") if (root / v).is_dir()), None)
-    if not train_dir.is_dir() or val_dir is None:
-        missing = "train/" if not train_dir.is_dir() else "val/ (or validation/)"
-        raise DataError(f"{root}: missing {missing}; expected layout: {FOLDER_LAYOUT}")
-    files, labels, classes = _scan_split(train_dir, None)
-    class_index = {c: i for i, c in enumerate(classes)}
-    train, bad_train = _drop_bad(files, labels, skip_bad_images)
-    vfiles, vlabels, _ = _scan_split(val_dir, class_index)
-    val, bad_val = _drop_bad(vfiles, vlabels, skip_bad_images)
-    bad = bad_train + bad_val
-    if bad:
-        warnings.warn(f"skipped {len(bad)} undecodable image(s): " + "; ".join(bad[:10])
-                      + (" ..." if len(bad) > 10 else ""), stacklevel=3)
-        for split, split_dir in ((train, train_dir), (val, val_dir)):
-            empty = sorted(set(range(len(classes))) - set(split.labels.tolist()))
-            if split_dir is train_dir and empty:
-                raise DataError(f"{split_dir}: after skipping bad images, class folder(s) "
-                                f"{[classes[i] for i in empty][:10]} hold no images")
-            if len(split.files) == 0:
-                raise DataError(f"{split_dir}: after skipping bad images no image is left")
-    return RawDataset("folder", len(classes), train, val, IMAGENET_MEAN, IMAGENET_STD, 224, True,
-                      tuple(classes), skipped=len(bad))

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from ._plan import PAD, check_start, epoch_counter_iter, num_batches, plan_for
+from .epoch_plan import PAD, check_start, epoch_counter_iter, num_batches, plan_for
 from .datasets import ArraySplit
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import torch
 from torchvision.transforms.v2 import functional as F
 
-from ._plan import PAD, VAL_CROP_PCT, check_start, epoch_counter_iter, num_batches, plan_for
+from .epoch_plan import PAD, VAL_CROP_PCT, check_start, epoch_counter_iter, num_batches, plan_for
 from .datasets import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
 
 

@@ -1,9 +1,10 @@
-"""Family registry: each scalable family registers how to build its members and how to map them."""
+"""The family registry: each scalable family registers how to build, load and map its members (`Family`)."""
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import nn
 
@@ -16,22 +17,69 @@ SPEC_SYNTAX = ("BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32, resn
 
 @dataclass(frozen=True)
 class Family:
+    """One scalable family: its members, how to create and load them, and its weights-map rule.
+
+    Everything that differs between families lives here, so no code outside ``families/`` tests a family name.
+    """
     name: str
     pattern: re.Pattern           # full model name; group "member" is what a short spec replaces
     members: tuple[str, ...]      # the registered model names, smallest first
-    build: Callable[..., nn.Module]
+    create: Callable[..., nn.Module]     # create(name, num_classes=N, **model kwargs): a randomly initialised member
     weights_map: Callable[[nn.Module, nn.Module], WeightsMap]
+    load: Callable[..., nn.Module] | None = None   # load(name, path, **create kwargs); None: create + state dict
+    sized_input: bool = False     # the input size is part of the model (ViT's position embedding): takes img_size
+
+    def build(self, name: str, *, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
+        """One member, randomly initialised. `img_size` reaches only families whose models fix their input size
+        (callers always pass it); other kwargs go to the member's constructor (e.g. ``drop_rate``)."""
+        return self.create(name, **self._model_kwargs(dict(kwargs, num_classes=num_classes, img_size=img_size)))
+
+    def load_exported(self, name: str, path, kwargs: dict) -> nn.Module:
+        """A plain module with the weights of an exported safetensors file (`kwargs`: those it was built with)."""
+        kwargs = self._model_kwargs(kwargs)
+        if self.load is not None:
+            return self.load(name, path, **kwargs)
+        from safetensors.torch import load_file
+        model = self.create(name, **kwargs)
+        model.load_state_dict(load_file(path))
+        return model
+
+    def classifier(self, model: nn.Module) -> nn.Module:
+        """The member's classifier head (every family's models implement timm's ``get_classifier``)."""
+        return model.get_classifier()
+
+    def _model_kwargs(self, kwargs: dict) -> dict:
+        kwargs = dict(kwargs)
+        img_size = kwargs.pop("img_size", None)
+        if self.sized_input and img_size is not None:
+            kwargs["img_size"] = img_size
+        return kwargs
+
+
+class Arch(NamedTuple):
+    """A parsed arch spec: the family and both full member names (unpacks as a 3-tuple)."""
+    family: Family
+    base: str
+    motivated: str
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
-def register_family(name: str, *, pattern: str, members: list[str], build: Callable[..., nn.Module]):
-    """Decorator for a family's ``weights_map(base, motivated)`` rule. A duplicate name raises."""
+def register_family(name: str, *, pattern: str, members: list[str], build: Callable[..., nn.Module],
+                    load: Callable[..., nn.Module] | None = None, sized_input: bool = False):
+    """Decorator for a family's ``weights_map(base, motivated)`` rule. A duplicate name raises.
+
+    Args:
+        build: ``build(name, num_classes=N, **kwargs)`` creates a randomly initialised member.
+        load: ``load(name, path, num_classes=N, **kwargs)`` loads an exported file; None: build, then
+            ``load_state_dict`` of the file.
+        sized_input: the models take ``img_size`` (it fixes a tensor shape, as ViT's position embedding).
+    """
     def wrap(weights_map):
         if name in _FAMILIES:
             raise ValueError(f"family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map)
+        _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map, load, sized_input)
         return weights_map
     return wrap
 
@@ -59,8 +107,8 @@ def family_of(model_name: str) -> Family:
                         f"Spec syntax: {SPEC_SYNTAX}")
 
 
-def parse_arch(spec: str) -> tuple[Family, str, str]:
-    """``"efficientnet_b0:b2"`` -> (family, "efficientnet_b0", "efficientnet_b2")."""
+def parse_arch(spec: str) -> Arch:
+    """``"efficientnet_b0:b2"`` -> Arch(family, "efficientnet_b0", "efficientnet_b2")."""
     parts = spec.split(":")
     if len(parts) != 2 or not all(parts):
         raise ArchSpecError(f"malformed arch spec {spec!r}: expected {SPEC_SYNTAX}. Known: {_known()}")
@@ -74,7 +122,7 @@ def parse_arch(spec: str) -> tuple[Family, str, str]:
         if not family.pattern.fullmatch(motivated_name):
             raise ArchSpecError(f"arch spec {spec!r}: {second!r} is not a member of family {family.name} "
                                 f"(members: {', '.join(family.members)}). Spec syntax: {SPEC_SYNTAX}")
-    return family, base_name, motivated_name
+    return Arch(family, base_name, motivated_name)
 
 
 def tensor_shapes(module: nn.Module) -> tuple[dict[str, Shape], dict[str, str]]:

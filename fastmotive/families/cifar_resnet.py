@@ -2,7 +2,9 @@
 channels, global average pooling and a linear head; depth 6n+2. Shortcuts are option A (stride-2
 subsampling plus zero channel padding, no parameters), as in the paper. timm has none of these.
 
-Weights map: the ResNet depth rule (see resnet.py), last base block to last motivated block.
+Weights map: the ResNet depth rule (see resnet.py), last base block to last motivated block. Any input size
+works (global pooling), so ``img_size`` is not a model argument; exported files load through the constructor
+and ``load_state_dict`` (the registry's default).
 """
 import torch.nn.functional as F
 from torch import nn
@@ -49,6 +51,10 @@ class CifarResNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def get_classifier(self) -> nn.Module:
+        """The head, under timm's name for it (so every family's models answer the same call)."""
+        return self.fc
 
     def forward(self, x):
         x = F.relu(self.bn1(self.conv1(x)))

@@ -6,9 +6,8 @@ last base block maps to the last motivated block; stem and head map one to one. 
 """
 import re
 
-import timm
-
 from ._registry import map_by_rule, register_family
+from ._timm import create_timm, load_timm
 
 MEMBERS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 _BLOCK = re.compile(r"(?P<stage>layer\d+)\.(?P<block>\d+)\.(?P<rest>.*)")
@@ -28,10 +27,7 @@ def last_to_last(base, motivated):
     return rename
 
 
-def build(name: str, **kwargs):
-    return timm.create_model(name, pretrained=False, **kwargs)
-
-
-@register_family("resnet", pattern=r"resnet(?P<member>18|34|50|101|152)", members=MEMBERS, build=build)
+@register_family("resnet", pattern=r"resnet(?P<member>18|34|50|101|152)", members=MEMBERS, build=create_timm,
+                 load=load_timm)
 def resnet_map(base, motivated):
     return map_by_rule(base, motivated, "resnet", rename=last_to_last(base, motivated))

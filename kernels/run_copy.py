@@ -1,4 +1,7 @@
-"""Segment copy: one launch moves every run of a copy plan on every arena row (the motivation switch).
+"""Run copy: the Triton kernel that moves every run of a copy plan on every arena row (the motivation switch).
+
+A run is (base column, motivated column, length): a contiguous span of arena columns holding one piece of a
+base tensor and the motivated slice it maps to (fastmotive/copy_plan.py).
 
 Bytes moved: for each parameter run of length L and R copied rows (values + optimizer state rows),
 2*L*R*itemsize (read + write); buffer runs move 2*L*itemsize (value row only). The run table adds
@@ -13,9 +16,11 @@ import torch
 import triton
 import triton.language as tl
 
+from fastmotive.arena import as_bits
+
 
 @triton.jit
-def segment_copy_kernel(
+def copy_runs_kernel(
     data_ptr,          # integer view of the arena, [rows, row_stride] row-major
     runs_ptr,          # int64 [n_runs, 3]: base column, motivated column, length
     n_param_runs,      # runs below this index are copied on all `n_rows` rows, the rest on row 0 only
@@ -38,11 +43,8 @@ def segment_copy_kernel(
             tl.store(row + dst + offs, values, mask=mask)
 
 
-_INT_VIEW = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
-def segment_copy(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool,
-                 block: int = 512) -> None:
+def copy_runs(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool,
+              block: int = 512) -> None:
     """Copy every run of `runs` within `data` in place, base -> motivated if `up` else back.
 
     Args:
@@ -52,21 +54,21 @@ def segment_copy(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_ro
         n_rows: rows copied for parameter runs.
     """
     if data.dim() != 2 or not data.is_contiguous():
-        raise ValueError(f"segment_copy: arena data must be a contiguous 2-D tensor, got shape {tuple(data.shape)}")
+        raise ValueError(f"copy_runs: arena data must be a contiguous 2-D tensor, got shape {tuple(data.shape)}")
     if runs.dtype != torch.int64 or runs.dim() != 2 or runs.shape[1] != 3 or not runs.is_contiguous():
-        raise ValueError(f"segment_copy: runs must be a contiguous int64 [n, 3] tensor, got {runs.dtype} "
+        raise ValueError(f"copy_runs: runs must be a contiguous int64 [n, 3] tensor, got {runs.dtype} "
                          f"{tuple(runs.shape)}")
     if runs.device != data.device:
-        raise ValueError(f"segment_copy: runs are on {runs.device} but the arena is on {data.device}")
+        raise ValueError(f"copy_runs: runs are on {runs.device} but the arena is on {data.device}")
     if not 1 <= n_rows <= data.shape[0]:
-        raise ValueError(f"segment_copy: n_rows={n_rows} outside [1, {data.shape[0]}]")
+        raise ValueError(f"copy_runs: n_rows={n_rows} outside [1, {data.shape[0]}]")
     if len(runs) == 0:
         return
-    bits = data.view(_INT_VIEW[data.element_size()])
-    segment_copy_kernel[(len(runs),)](bits, runs, n_param_runs, data.shape[1], n_rows, 0 if up else 1, BLOCK=block)
+    copy_runs_kernel[(len(runs),)](as_bits(data), runs, n_param_runs, data.shape[1], n_rows, 0 if up else 1,
+                                   BLOCK=block)
 
 
-def segment_copy_reference(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool) -> None:
+def copy_runs_reference(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool) -> None:
     """Plain torch, one run at a time: the reference the kernel is tested against."""
     src_col, dst_col = (0, 1) if up else (1, 0)
     for i, (a, b, length) in enumerate(runs.tolist()):

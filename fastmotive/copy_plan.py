@@ -4,7 +4,7 @@ A run is (base column, motivated column, length). Switching up copies every run 
 switching down motivated -> base. Parameter runs are copied on the value row and on every used
 optimizer-state row; buffer runs on the value row only. For b0:b2 (1000 classes) that is about
 20 k runs of about 1 KB: far fewer descriptors than elements, so a run-walking kernel reads little
-besides the data itself.
+besides the data itself. (The data loaders' per-epoch sample order is another plan: data/epoch_plan.py.)
 """
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _merge_and_split(runs: np.ndarray, max_run: int) -> np.ndarray:
 
 def compile_plan(weights_map: WeightsMap, arena: Arena, max_run: int = MAX_RUN) -> CopyPlan:
     """Compile a weights map against an arena's layout."""
-    itemsize = arena.data.element_size()
+    itemsize = arena.dtype.itemsize
     groups = {"param": [], "buffer": []}
     for e in weights_map.entries:
         b, m = arena.slots[("base", e.base)], arena.slots[("motivated", e.motivated)]

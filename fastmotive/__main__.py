@@ -1,0 +1,6 @@
+"""The fastmotive command line as a module: ``python -m fastmotive`` (and ``torchrun -m fastmotive``)."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,158 @@
+"""Exact BatchNorm calibration: re-estimate a model's running mean and variance from a few training images."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+# (n, sum, sum of squares) of one BN layer's input: a 0-d count and two [C] per-channel tensors, float64.
+__all__ = ["Calibration", "calibrate_bn", "calibrate_pair"]
+
+Moments = tuple[Tensor, Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    layers: int      # BatchNorm layers re-estimated (0: the model has none)
+    images: int      # images used
+
+
+def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], images: int) -> Calibration:
+    """Re-estimate every BatchNorm layer's running mean and variance of `model` from the first `images`
+    images of `batches` (the last batch is cut so exactly `images` are used, or all if there are fewer).
+
+    Every ``_BatchNorm`` subclass with running statistics counts (BatchNorm1d/2d/3d, SyncBatchNorm,
+    timm's BatchNormAct2d). Forward passes only, under ``torch.no_grad()``: the model is in eval mode
+    (Dropout, DropPath off) except the BN layers, which normalise with their batch's statistics as in
+    training. Each layer's input is summed per channel in float64 over the N images, and
+    ``running_mean = sum / n``, ``running_var = (sumsq - n * mean**2) / (n - 1)`` are written in place:
+    the exact pooled statistics. The mean equals the ``momentum=None`` cumulative average; the variance
+    does not (that averages per-batch variances). A layer called twice per forward pools both calls; a
+    layer never reached keeps its statistics and is not counted.
+
+    Nothing else changes: parameters, grads, other buffers (``num_batches_tracked`` included), training
+    flags and momenta are as before, and every tensor keeps its identity and storage (arena views stay
+    bound). Without BN layers nothing runs and ``batches`` is not read. On an exception the model is
+    left as it was.
+
+    Args:
+        model: the model; its inputs are moved to the device of its BN buffers.
+        batches: (images, targets) pairs, e.g. a training DataLoader; targets are ignored.
+        images: how many images to use (about 2000 is typical).
+    Returns:
+        How many BN layers were re-estimated and how many images were used.
+    Raises:
+        ValueError: if `images` <= 0, or `batches` yields no image for a model with BN layers.
+    """
+    if images <= 0:
+        raise ValueError(f"images must be positive, got {images}")
+    layers = _batchnorm_layers(model)
+    if not layers:
+        return Calibration(layers=0, images=0)
+    moments, used = _accumulate_moments(model, layers, batches, images)
+    if used == 0:
+        raise ValueError("batches yielded no images: BatchNorm statistics cannot be re-estimated")
+    reached = _write_statistics(layers, moments)
+    return Calibration(layers=reached, images=used)
+
+
+def calibrate_pair(pair, which: str, batches: Iterable[tuple[Tensor, Tensor]], images: int) -> Calibration:
+    """`calibrate_bn` on ``pair.model(which)`` ("base" or "motivated"); the other model is untouched.
+
+    The next switch into `which` overwrites its mapped BN buffers again: calibrate after the last switch.
+    """
+    return calibrate_bn(pair.model(which), batches, images)
+
+
+def _batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
+    """The BN layers of `model` that keep running statistics, in module order."""
+    return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats
+            and m.running_mean is not None and m.running_var is not None]
+
+
+def _accumulate_moments(model: nn.Module, layers: list[_BatchNorm], batches: Iterable[tuple[Tensor, Tensor]],
+                       images: int) -> tuple[list[Moments], int]:
+    """Run the calibration forwards and return each layer's input moments and the number of images used.
+
+    The model comes back exactly as it was (flags, momenta, buffers); summing the moments over processes
+    before `_write_statistics` gives the statistics of all processes' images together.
+    """
+    device = layers[0].running_mean.device
+    moments = [(torch.zeros((), dtype=torch.float64, device=device),
+                torch.zeros(bn.num_features, dtype=torch.float64, device=device),
+                torch.zeros(bn.num_features, dtype=torch.float64, device=device)) for bn in layers]
+    hooks = [bn.register_forward_pre_hook(_moment_hook(acc)) for bn, acc in zip(layers, moments)]
+    flags = {m: m.training for m in model.modules()}
+    momenta = [bn.momentum for bn in layers]
+    saved = [{name: buf.clone() for name, buf in bn.named_buffers(recurse=False)} for bn in layers]
+    try:
+        _enter_calibration_mode(model, layers)
+        used = _run_forwards(model, batches, images, device)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        _restore(layers, flags, momenta, saved)
+    return moments, used
+
+
+def _write_statistics(layers: list[_BatchNorm], moments: list[Moments]) -> int:
+    """Write mean and unbiased variance into each layer's buffers in place; return how many were reached."""
+    written = 0
+    with torch.no_grad():
+        for bn, (n, total, squares) in zip(layers, moments):
+            if n == 0:
+                continue
+            mean = total / n
+            # float64 keeps the cancellation in sumsq - n*mean^2 harmless; clamp its last-bit negatives
+            var = ((squares - n * mean * mean) / (n - 1).clamp(min=1)).clamp(min=0)
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            written += 1
+    return written
+
+
+def _moment_hook(acc: Moments):
+    n, total, squares = acc
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        x = args[0].detach().to(torch.float64)
+        dims = [d for d in range(x.dim()) if d != 1]   # all but the channel dim
+        n.add_(x.numel() // x.shape[1])
+        total.add_(x.sum(dims))
+        squares.add_(x.square().sum(dims))
+    return hook
+
+
+def _enter_calibration_mode(model: nn.Module, layers: list[_BatchNorm]) -> None:
+    model.eval()
+    for bn in layers:
+        bn.training = True   # the layer only: a BN's children (timm's drop/act) stay in eval
+        bn.momentum = 0.0    # keep torch's own running update from moving the buffers (restored anyway)
+
+
+def _run_forwards(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], images: int,
+                  device: torch.device) -> int:
+    used = 0
+    with torch.no_grad():
+        for batch in batches:
+            x = batch[0][: images - used]
+            if len(x) == 0:
+                continue
+            model(x.to(device, non_blocking=True))
+            used += len(x)
+            if used == images:   # stop before asking the loader for another batch
+                break
+    return used
+
+
+def _restore(layers: list[_BatchNorm], flags: dict[nn.Module, bool], momenta: list, saved: list[dict]) -> None:
+    for module, training in flags.items():
+        module.training = training
+    with torch.no_grad():
+        for bn, momentum, buffers in zip(layers, momenta, saved):
+            bn.momentum = momentum
+            for name, value in buffers.items():
+                bn.get_buffer(name).copy_(value)   # in place: the buffers may be arena views

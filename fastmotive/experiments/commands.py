@@ -1,0 +1,84 @@
+"""``fastmotive compare`` and ``fastmotive tune-k`` on the command line: their parsers, and commands that only
+turn the parsed flags into a TrainConfig and call the experiment."""
+from __future__ import annotations
+
+import argparse
+
+from .. import settings
+from .compare import ABLATIONS, compare
+from .tune_k import RULES, tune_k
+
+# Train settings each command sets itself, per run or as its own option (with its own help and default).
+COMPARE_OWN = ("seed", "resume", "experiment", "output", "arch", "condition")
+TUNE_K_OWN = ("resume", "experiment", "output", "arch", "condition")
+_RERUN = "rerun the same command to continue: finished runs are reused, interrupted ones resumed"
+_EPILOG = ("Every other flag is `fastmotive train`'s (see `fastmotive train --help`; -c CONFIG.yaml included) and "
+           "applies to every run.")
+
+
+class _Refused(argparse.Action):
+    """A train flag this command sets itself: an argparse error (exit 2) that says what to do instead."""
+
+    def __init__(self, option_strings, dest, hint: str, **kwargs):
+        kwargs.setdefault("default", argparse.SUPPRESS)   # absent, the setting keeps its TrainConfig default
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.hint = hint
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        parser.error(f"{option_string} is set by this command for each run; {self.hint}")
+
+
+def _ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in text.split(",")})
+    except ValueError:
+        ks = []
+    if not ks or ks[0] < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated integers >= 1, e.g. 1,2,3,4")
+    return ks
+
+
+def add_compare_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("compare", help="X-C vs Y-C vs X-Y (and ablations) per training FLOP, over seeds",
+                       epilog=_EPILOG + " --seed and --resume are refused: compare sets them for each run.",
+                       allow_abbrev=False)   # no abbreviations: --seed is not --seeds
+    g = p.add_argument_group("compare")   # first in --help
+    settings.add_arguments(p, exclude=COMPARE_OWN)
+    g.add_argument("--arch", default=settings.DEFAULT_ARCH, help="BASE:MOTIVATED, e.g. resnet20:resnet32")
+    g.add_argument("--condition", default="streak:2", help="the X-Y runs' condition (the paper's: streak:K)")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
+    g.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
+    g.add_argument("--ablation", choices=ABLATIONS, default="none",
+                   help="random: add experiments A (random activation) and B (matched count) per seed")
+    g.add_argument("--output", default="output", help="parent folder of the comparison folder")
+    g.add_argument("--experiment", default=None, help="comparison folder name (default: compare-ARCH-DATASET)")
+    g.add_argument("--seed", action=_Refused, hint="use --seeds N and --first-seed S")
+    g.add_argument("--resume", action=_Refused, hint=_RERUN)
+    p.set_defaults(func=cmd_compare)
+    return p
+
+
+def add_tune_k_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("tune-k", help="choose the condition's k by k-fold cross-validation on the training set",
+                       epilog=_EPILOG + " --seed seeds the runs and the fold split; --resume is refused: tune-k "
+                       "sets it for each run.", allow_abbrev=False)
+    g = p.add_argument_group("tune-k")   # first in --help
+    settings.add_arguments(p, exclude=TUNE_K_OWN)
+    g.add_argument("--arch", default=settings.DEFAULT_ARCH, help="BASE:MOTIVATED")
+    g.add_argument("--ks", type=_ks, default=[1, 2, 3, 4], help="comma-separated values of k to try (default 1,2,3,4)")
+    g.add_argument("--folds", type=int, default=5, help="cross-validation folds")
+    g.add_argument("--rule", default="streak", choices=RULES, help="the condition whose k is tuned")
+    g.add_argument("--output", default="output", help="parent folder of the tune-k folder")
+    g.add_argument("--experiment", default=None, help="folder name (default: tune-k-ARCH-DATASET)")
+    g.add_argument("--resume", action=_Refused, hint=_RERUN)
+    p.set_defaults(func=cmd_tune_k)
+    return p
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    return 0 if compare(settings.from_namespace(args), seeds, ablation=args.ablation) is not None else 130
+
+
+def cmd_tune_k(args: argparse.Namespace) -> int:
+    return 0 if tune_k(settings.from_namespace(args), args.ks, folds=args.folds, rule=args.rule) is not None else 130

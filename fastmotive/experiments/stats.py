@@ -1,0 +1,129 @@
+"""The comparison table's numbers from the runs' metrics.json: top-1 mean and sd over seeds, training FLOPs per
+image, ACC/FLOPs and ACC/F_Ratio (the paper's Eqs. 1-3, fastmotive/flops.py); and tune-k's mean per k."""
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from ..flops import FLOPS_CONVENTION, acc_f_ratio, acc_per_flops
+
+GFLOP = 1e9
+# table rows: (row, run label, model whose accuracy it reports)
+ROWS = [("X-C", "X-C", "base"), ("X-Y-B", "X-Y", "base"), ("X-Y-M", "X-Y", "motivated"), ("Y-C", "Y-C", "motivated")]
+ABLATION_ROWS = [("A-B", "A", "base"), ("A-M", "A", "motivated"), ("B-B", "B", "base"), ("B-M", "B", "motivated")]
+RUN_LABELS = ("X-C", "X-Y", "Y-C", "A", "B")
+
+
+def mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    """Mean and sample sd (None for fewer than 2 values); (None, None) for no values."""
+    if not values:
+        return None, None
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def mean_or_none(values: list) -> float | None:
+    """The mean of the values that are not None, or None."""
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def read_runs(folder: Path, seeds: list[int]) -> dict[tuple[str, int], dict]:
+    """{(run label, seed): metrics} for the runs of `folder` that have a metrics.json."""
+    runs = {}
+    for label in RUN_LABELS:
+        for seed in seeds:
+            path = Path(folder) / f"{label}-s{seed}" / "metrics.json"
+            if path.is_file():
+                runs[(label, seed)] = json.loads(path.read_text())
+    return runs
+
+
+def _row(row: str, label: str, model: str, got: list[tuple[int, dict]]) -> dict:
+    accs = [m[f"{model}_top1"] for _, m in got if m.get(f"{model}_top1") is not None]
+    flops = [m["train_flops_per_image"] for _, m in got if m.get("train_flops_per_image") is not None]
+    acc_mean, acc_sd = mean_sd(accs)
+    return {"row": row, "run": label, "model": model, "seeds": [s for s, _ in got], "top1": accs,
+            "top1_mean": acc_mean, "top1_sd": acc_sd,
+            "train_gflops_per_image": statistics.fmean(flops) / GFLOP if flops else None,
+            "motivated_fraction": mean_or_none([m.get("motivated_image_fraction") for _, m in got]),
+            "wall_s": mean_or_none([m.get("wall_s") for _, m in got]),
+            "images_per_sec": mean_or_none([m.get("images_per_sec") for _, m in got])}
+
+
+def _add_acc_flops(rows: list[dict]) -> None:
+    """ACC/FLOPs against X-C for the base rows and Y-C, and ACC/F_Ratio for the base rows, from the seed means
+    (as the paper's tables are); a cell stays None when an input is missing."""
+    by = {r["row"]: r for r in rows}
+    xc, yc = by["X-C"], by["Y-C"]
+    for r in rows:
+        r["acc_flops"] = r["acc_f_ratio"] = None
+        if r["row"] in ("X-C", "X-Y-M", "A-M", "B-M"):
+            continue
+        if None in (r["top1_mean"], xc["top1_mean"], r["train_gflops_per_image"], xc["train_gflops_per_image"]):
+            continue
+        if r["row"] == "Y-C":
+            r["acc_flops"] = acc_per_flops(r["top1_mean"], xc["top1_mean"], r["train_gflops_per_image"],
+                                           xc["train_gflops_per_image"], "Y-C vs X-C").to_dict()
+            continue
+        if None in (yc["top1_mean"], yc["train_gflops_per_image"]):
+            continue
+        q = acc_f_ratio(r["top1_mean"], xc["top1_mean"], yc["top1_mean"], r["train_gflops_per_image"],
+                        xc["train_gflops_per_image"], yc["train_gflops_per_image"], what=r["row"])
+        r["acc_flops"], r["acc_f_ratio"] = q["acc_flops_xyb"].to_dict(), q["ratio"].to_dict()
+
+
+def _per_seed(runs: dict, seeds: list[int]) -> dict:
+    """ACC/FLOPs and ACC/F_Ratio of each seed whose X-C, X-Y and Y-C runs all have accuracies."""
+    per_seed = {}
+    for seed in seeds:
+        xc, xy, yc = (runs.get((label, seed)) for label in ("X-C", "X-Y", "Y-C"))
+        if None in (xc, xy, yc) or None in (xc.get("base_top1"), xy.get("base_top1"), yc.get("motivated_top1")):
+            continue
+        q = acc_f_ratio(xy["base_top1"], xc["base_top1"], yc["motivated_top1"], xy["train_flops_per_image"] / GFLOP,
+                        xc["train_flops_per_image"] / GFLOP, yc["train_flops_per_image"] / GFLOP)
+        per_seed[f"s{seed}"] = {k: v.to_dict() for k, v in q.items()}
+    return per_seed
+
+
+def _points(runs: dict, table: list[tuple[str, str, str]], seeds: list[int]) -> list[dict]:
+    """The plot's points: one per table row and seed whose run has its training FLOPs."""
+    return [{"row": row, "seed": seed, "train_gflops_per_image": m["train_flops_per_image"] / GFLOP,
+             "top1": m.get(f"{model}_top1")}
+            for row, label, model in table for seed in seeds
+            if (m := runs.get((label, seed))) is not None and m.get("train_flops_per_image") is not None]
+
+
+def summarize(folder: Path, seeds: list[int], ablation: bool = False) -> dict:
+    """The comparison table from the runs' metrics.json files (runs that are missing are left out).
+
+    Returns:
+        {"folder", "flops_convention", "acc_flops_unit", "seeds", "rows": one dict per table row, "per_seed",
+         "base_gflops", "motivated_gflops", "flops_skipped_ops", "points": the plot's (row, seed, F, top-1)}.
+    """
+    runs = read_runs(folder, seeds)
+    table = ROWS + (ABLATION_ROWS if ablation else [])
+    rows = [_row(row, label, model, [(s, runs[(label, s)]) for s in seeds if (label, s) in runs])
+            for row, label, model in table]
+    _add_acc_flops(rows)
+    any_run = next(iter(runs.values()), {})
+    return {"folder": str(folder), "flops_convention": FLOPS_CONVENTION, "acc_flops_unit": "top-1 points per GFLOP",
+            "seeds": seeds, "rows": rows, "per_seed": _per_seed(runs, seeds),
+            "base_gflops": any_run["base_flops"] / GFLOP if "base_flops" in any_run else None,
+            "motivated_gflops": any_run["motivated_flops"] / GFLOP if "motivated_flops" in any_run else None,
+            "flops_skipped_ops": any_run.get("flops_skipped_ops"),
+            "points": _points(runs, table, seeds)}
+
+
+def k_result(k: int, condition: str, fold_metrics: list[dict]) -> dict:
+    """tune-k's line for one k: the base's held-out top-1 of each fold, their mean and sd, the motivated fraction."""
+    accs = [m["base_top1"] for m in fold_metrics]
+    mean, sd = mean_sd([a for a in accs if a is not None])
+    return {"k": k, "condition": condition, "base_top1": accs, "mean": mean, "sd": sd,
+            "motivated_fraction": statistics.fmean(m["motivated_fraction"] for m in fold_metrics)}
+
+
+def choose_k(results: list[dict]) -> int | None:
+    """The k with the best mean held-out top-1, ties to the smaller k; None when no k has an accuracy."""
+    scored = [r for r in results if r["mean"] is not None]
+    return max(scored, key=lambda r: (r["mean"], -r["k"]))["k"] if scored else None

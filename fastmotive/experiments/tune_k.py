@@ -1,0 +1,102 @@
+"""``tune-k``: the condition's k chosen as the paper chose it (Sec. 4), by stratified k-fold cross-validation on
+the training set; the base model's held-out top-1 after motivated training decides. The validation split is
+never used. Run folders OUTPUT/NAME/k{k}-f{fold}, reused and resumed as compare's are."""
+from __future__ import annotations
+
+from .. import settings
+from ..errors import ExperimentError
+from .report import write_tune_k_report
+from .runs import check_settings, experiment_folder, train_one, write_settings
+from .stats import choose_k, k_result
+
+RULES = ("streak", "ema", "valloss", "gradnorm")   # the conditions with a k
+THIS = "this tune-k"                                # how a refusal names the command
+
+
+def fold_loaders(raw, folds: int, fold: int, seed: int):
+    """A function(recipe) -> (train, val): fold `fold` of a stratified `folds`-fold split of `raw`'s training set.
+
+    Args:
+        raw: an array dataset (`fastmotive.data.read_dataset`).
+        seed: seeds the split (`StratifiedKFold(shuffle=True, random_state=seed)`); the loaders' own seed, batch
+            size, flip and image size come from `recipe.config`, their device from `recipe.pair`.
+
+    Raises:
+        ExperimentError: `raw` is a folder of image files, which are not split in memory.
+    """
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    from ..data import TensorLoader
+    from ..data._build import resize_images
+    from ..data.datasets import ArraySplit
+
+    if not isinstance(raw.train, ArraySplit):
+        raise ExperimentError(f"tune-k splits the training set in memory; dataset {raw.name!r} is a folder of files. "
+                              f"Use an array dataset (digits, mnist, fashion_mnist, cifar10, cifar100)")
+    train_idx, val_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed)
+                              .split(np.zeros(len(raw.train.labels)), raw.train.labels))[fold]
+
+    def make(recipe):
+        config = recipe.config
+        images = raw.train.images
+        if config.img_size and config.img_size != raw.img_size:
+            images = resize_images(images, config.img_size)
+        common = {"batch_size": config.batch_size, "seed": config.seed, "mean": raw.mean, "std": raw.std,
+                  "device": recipe.pair.device, "flip": raw.flip if not config.no_flip else False}
+        return (TensorLoader(ArraySplit(images[train_idx], raw.train.labels[train_idx]), train=True, **common),
+                TensorLoader(ArraySplit(images[val_idx], raw.train.labels[val_idx]), train=False, **common))
+    return make
+
+
+def tune_k(base, ks: list[int], folds: int = 5, rule: str = "streak") -> dict | None:
+    """Cross-validate the condition `rule`:k for each k; the best mean held-out top-1 wins, ties to the smaller k.
+
+    Args:
+        base: the TrainConfig every run shares; its `seed` seeds the runs and the fold split, its `output` and
+            `experiment` name the folder (default name tune-k-ARCH-DATASET). Its `condition` is unused.
+        ks: the values of k to try.
+        folds: cross-validation folds (>= 2).
+        rule: one of `RULES`.
+
+    Returns:
+        The summary written to tune_k.json ({"results": one line per k, "chosen_k": k, ...}), or None when a
+        run was interrupted (rerun to continue).
+
+    Raises:
+        ExperimentError: k < 1, fewer than 2 folds, an unknown rule, a dataset of files, or a run folder made
+            with other settings.
+    """
+    from ..data import read_dataset
+    ks = sorted(set(ks))
+    if not ks or ks[0] < 1 or folds < 2:
+        raise ExperimentError(f"--ks {','.join(map(str, ks))} --folds {folds}: need integers k >= 1 and at least "
+                              "2 folds")
+    if rule not in RULES:
+        raise ExperimentError(f"--rule {rule!r}: tune-k tunes the k of {', '.join(RULES)}")
+    folder = experiment_folder(base, "tune-k")
+    runs = {(k, fold): (_config(base, folder, rule, k, fold), {"fold": fold, "folds": folds})
+            for k in ks for fold in range(folds)}
+    for config, extra in runs.values():   # refuse a folder of other settings before training anything
+        check_settings(config, extra, THIS)
+    write_settings(folder, "tune-k", {"ks": ks, "folds": folds, "rule": rule}, base, drop=("condition", "resume"))
+    raw = read_dataset(base.dataset, base.data_dir)
+    results = []
+    for k in ks:
+        fold_metrics = []
+        for fold in range(folds):
+            config, extra = runs[(k, fold)]
+            metrics = train_one(config, fold_loaders(raw, folds, fold, base.seed), record_extra=extra, this=THIS)
+            if metrics is None:
+                return None
+            fold_metrics.append(metrics)
+        results.append(k_result(k, f"{rule}:{k}", fold_metrics))
+    summary = {"folder": str(folder), "folds": folds, "seed": base.seed, "results": results,
+               "chosen_k": choose_k(results)}
+    print(write_tune_k_report(folder, summary), end="")
+    return summary
+
+
+def _config(base, folder, rule: str, k: int, fold: int):
+    """The settings of run k{k}-f{fold} in `folder`."""
+    return settings.replace(base, condition=f"{rule}:{k}", output=str(folder), experiment=f"k{k}-f{fold}")

@@ -1,0 +1,103 @@
+"""Optimizers that update one flat segment of the arena in a few whole-segment tensor ops.
+
+Algorithm 1 of Acheli & Gaaloul ("Motivation is Something You Need") steps the active model's own
+optimizer after each batch. Here each model's parameters, gradients and optimizer state rows are
+packed in one flat segment, so an update is a handful of in-place ops on 1-D tensors, never a loop
+over the model's tensors. The arithmetic is the single-tensor path of each reference, op for op,
+so a segment follows the reference bit for bit (tests/test_optim.py):
+
+- ``sgd``: ``torch.optim.SGD`` (momentum, dampening 0, nesterov, L2 weight decay added to the grad).
+- ``adamw``: ``torch.optim.AdamW`` (decoupled weight decay).
+- ``rmsprop``: ``torch.optim.RMSprop`` (eps outside the sqrt, centered=False).
+- ``rmsproptf``: ``timm.optim.RMSpropTF`` (eps inside the sqrt, square_avg starts at ones,
+  lr in the momentum buffer).
+- ``lamb``: ``timm.optim.Lamb`` (bias correction, global grad-norm clipping, per-tensor trust ratio
+  on the tensors that are weight decayed).
+
+The step count is the global one, given to ``step``: the state rows are the whole per-model state,
+so the switch can carry it from one model to the other by copying the rows named in
+``OptimInfo.state_rows``. Weight decay follows timm's default grouping: no decay on 1-D tensors
+and biases unless ``decay_1d=True``. See docs/optimizers-and-conditions.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from .info import _EXTRA, OPTIMIZERS, ArenaOptimizer, OptimInfo
+from ._segment_ops import _check_segment
+from .timm_ports import Lamb, RMSpropTF
+from .torch_ports import SGD, AdamW, RMSprop
+from ..segment import Segment, TensorSlot
+
+__all__ = [
+    "OPTIMIZERS",
+    "ArenaOptimizer",
+    "OptimInfo",
+    "Segment",
+    "TensorSlot",
+    "create_optimizer",
+]
+
+
+def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: float,
+                     momentum: float = 0.9, nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
+                     eps: float | None = None, alpha: float = 0.99, decay_1d: bool = False,
+                     no_weight_decay: Collection[str] = (), **extra) -> ArenaOptimizer:
+    """Create the optimizer `name` on `segment`.
+
+    Arguments an optimizer has no use for are ignored (momentum for adamw, betas for sgd), as timm's
+    factory drops them.
+
+    Args:
+        name: one of OPTIMIZERS: "sgd", "adamw", "rmsprop", "rmsproptf", "lamb".
+        segment: the model's segment; its state rows must hold OPTIMIZERS[name].state_rows in that order.
+        lr: the initial learning rate; validated here, each step takes the schedule's lr.
+        weight_decay: L2 penalty (sgd, rmsprop, rmsproptf, lamb) or decoupled decay (adamw); required, no
+            default here: its default is the one in fastmotive.settings.
+        momentum: sgd, rmsprop, rmsproptf.
+        nesterov: sgd.
+        betas: adamw, lamb.
+        eps: adamw, rmsprop, rmsproptf, lamb; None takes OPTIMIZERS[name].defaults["eps"].
+        alpha: smoothing constant of rmsprop and rmsproptf.
+        decay_1d: also decay 1-D tensors and biases (timm excludes them by default).
+        no_weight_decay: fnmatch patterns of slot names never decayed (timm's model.no_weight_decay()).
+        **extra: lamb only: max_grad_norm (None disables clipping), trust_clip, always_adapt.
+
+    Returns:
+        The optimizer, bound to `segment`.
+
+    Raises:
+        ValueError: unknown name, unknown extra argument, bad hyper-parameter or a segment it cannot update.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
+    info = OPTIMIZERS[name]
+    unknown = sorted(set(extra) - set(_EXTRA.get(name, ())))
+    if unknown:
+        raise ValueError(
+            f"optimizer {name!r} takes no argument(s) {', '.join(unknown)}; its extra arguments are: "
+            f"{', '.join(_EXTRA.get(name, ())) or 'none'}")
+    eps = info.defaults.get("eps") if eps is None else eps
+    problems = [f"{label}={value} must be {rule}" for label, value, ok, rule in (
+        ("lr", lr, lr >= 0, ">= 0"),
+        ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),
+        ("momentum", momentum, momentum >= 0, ">= 0"),
+        ("betas", betas, len(betas) == 2 and all(0 <= b < 1 for b in betas), "two values in [0, 1)"),
+        ("eps", eps, eps is None or eps > 0, "> 0"),
+        ("alpha", alpha, alpha >= 0, ">= 0"),
+    ) if not ok]
+    if problems:
+        raise ValueError(f"optimizer {name!r}: " + "; ".join(problems))
+    _check_segment(segment, info)
+    decay = {"weight_decay": weight_decay, "decay_1d": decay_1d, "no_weight_decay": tuple(no_weight_decay)}
+    if name == "sgd":
+        return SGD(segment, momentum=momentum, nesterov=nesterov, **decay)
+    if name == "adamw":
+        return AdamW(segment, betas=betas, eps=eps, **decay)
+    if name == "rmsprop":
+        return RMSprop(segment, momentum=momentum, alpha=alpha, eps=eps, **decay)
+    if name == "rmsproptf":
+        return RMSpropTF(segment, momentum=momentum, alpha=alpha, eps=eps, **decay)
+    lamb_extra = {key: extra.get(key, info.defaults[key]) for key in _EXTRA["lamb"]}
+    return Lamb(segment, betas=betas, eps=eps, **lamb_extra, **decay)

@@ -1,0 +1,260 @@
+"""Every training setting, defined once: from this table come the ``train`` flags, the YAML config, args.yaml,
+the resume clash check and the frozen `TrainConfig` that the recipe and the Trainer read.
+
+Adding a setting is one `Setting(...)` line here plus the code that reads ``config.<name>``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+DEFAULT_ARCH = "efficientnet_b0:b2"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str                          # attribute of TrainConfig; the flag is --name-with-dashes
+    default: Any
+    help: str
+    type: Callable | None = None       # argparse type; None: a store_true switch (default False)
+    group: str = "optimization"        # the --help section
+    short: str | None = None           # a one-letter alias such as -b
+    choices: tuple | None = None
+    saved: bool = True                 # a resumed run takes it from its args.yaml, and a clashing flag is refused
+    check: Callable[[Any], bool] | None = None   # valid values (None passes always); `expect` says what they are
+    expect: str = ""
+    nargs: str | None = None           # "?" with `const`: a flag that may stand alone (--compile)
+    const: Any = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def _positive(x) -> bool:
+    return x is None or x > 0
+
+
+def _non_negative(x) -> bool:
+    return x is None or (math.isfinite(x) and x >= 0)
+
+
+def _finite_positive(x) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def _condition(spec) -> bool:
+    from .conditions import parse_condition
+    try:
+        parse_condition(spec)
+    except ConfigError:
+        return False
+    return True
+
+
+SETTINGS: tuple[Setting, ...] = (
+    # model and data
+    Setting("arch", DEFAULT_ARCH, "BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32", str, "model and data"),
+    Setting("dataset", None, "digits (default, shipped with scikit-learn), cifar10, cifar100, cifar100_coarse, mnist, "
+            "fashion_mnist, folder", str, "model and data"),
+    Setting("data_dir", None, "where the dataset's files are", str, "model and data"),
+    Setting("loader", "auto", "auto, tensor, dali or torch", str, "model and data",
+            choices=("auto", "tensor", "dali", "torch")),
+    Setting("img_size", None, "input side (default: the dataset's)", int, "model and data", check=_positive,
+            expect="a positive integer"),
+    Setting("num_classes", None, "default: the dataset's", int, "model and data", check=_positive,
+            expect="a positive integer"),
+    Setting("no_flip", False, "no random horizontal flip", None, "model and data"),
+    Setting("skip_bad_images", False, "skip image files that fail to decode (counted)", None, "model and data",
+            saved=False),
+    Setting("workers", 2, "data workers / DALI threads", int, "model and data", short="-j", saved=False,
+            check=lambda x: x >= 0, expect="an integer >= 0"),
+    Setting("head_init", "zero", "zero: zero both classifier heads (timm's EfficientNet head starts at loss ~6-10 on "
+            "10 classes and learns far slower from scratch); default: the model's own init", str, "model and data",
+            choices=("zero", "default")),
+    Setting("epoch_batches", None, "train only the first N batches of each (shuffled) epoch: a random N x batch-size "
+            "sample of the training set per epoch, to fit a CPU budget", int, "model and data", check=_positive,
+            expect="a positive integer"),
+    Setting("val_batches", None, "evaluate on the first N validation batches only", int, "model and data",
+            check=_positive, expect="a positive integer"),
+    # optimization
+    Setting("batch_size", 32, "images per batch", int, short="-b", check=_positive, expect="a positive integer"),
+    Setting("opt", "adamw", "sgd, adamw, rmsprop, rmsproptf, lamb", str,
+            choices=("sgd", "adamw", "rmsprop", "rmsproptf", "lamb")),
+    Setting("lr", 1e-3, "peak learning rate", float, check=_finite_positive, expect="a finite number > 0"),
+    Setting("momentum", 0.9, "SGD / RMSprop momentum", float, check=lambda x: 0 <= x < 1, expect="in [0, 1)"),
+    Setting("weight_decay", 0.05, "weight decay (skips 1-D tensors unless --decay-1d)", float, check=_non_negative,
+            expect="a finite number >= 0"),
+    Setting("decay_1d", False, "also weight-decay 1-D tensors (biases, norms)"),
+    Setting("sched", "cosine", "cosine, step, constant", str, choices=("cosine", "step", "constant")),
+    Setting("warmup_epochs", 1.0, "epochs of linear warmup", float, check=_non_negative, expect="a number >= 0"),
+    Setting("decay_epochs", 30.0, "step schedule: epochs between decays", float, check=_finite_positive,
+            expect="a number > 0"),
+    Setting("decay_rate", 0.1, "step schedule: lr factor per decay", float, check=_finite_positive,
+            expect="a number > 0"),
+    Setting("min_lr", 0.0, "cosine schedule: final lr", float, check=_non_negative, expect="a number >= 0"),
+    Setting("epochs", 12, "passes over the training set", int, check=_positive, expect="a positive integer"),
+    Setting("smoothing", 0.0, "label smoothing (0 = the paper's plain CE)", float, check=lambda x: 0 <= x < 1,
+            expect="in [0, 1)"),
+    Setting("condition", "streak:2", "streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | always",
+            str, check=_condition, expect="streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | "
+            "always (K >= 1 and N >= 0 integers, P in [0, 1])"),
+    Setting("seed", 0, "seeds the data order, the initial weights and random conditions", int),
+    # run
+    Setting("output", "output/train", "parent folder of run directories", str, "run", saved=False),
+    Setting("experiment", None, "run directory name (default: arch-dataset-seed)", str, "run", saved=False),
+    Setting("resume", None, "continue the run in this directory", str, "run", saved=False),
+    Setting("checkpoint_every", 0, "also checkpoint every N steps", int, "run", saved=False,
+            check=lambda x: x >= 0, expect="an integer >= 0"),
+    Setting("max_steps", None, "stop after N batches in all (smoke runs)", int, "run", saved=False, check=_positive,
+            expect="a positive integer"),
+    Setting("log_interval", 50, "print a line every N steps when the progress bar is off", int, "run", saved=False,
+            check=_positive, expect="a positive integer"),
+    Setting("device", None, "cpu, cuda, cuda:1 (default: cuda if available)", str, "run", saved=False),
+    Setting("amp", False, "bf16 autocast", None, "run"),
+    Setting("channels_last", False, "feed inputs in channels-last memory format", None, "run"),
+    Setting("compile", None, "torch.compile both models (mode: default, reduce-overhead, max-autotune)", str, "run",
+            choices=("default", "reduce-overhead", "max-autotune"), nargs="?", const="default"),
+    Setting("switch_backend", None, "triton, torch or naive (default: the device's)", str, "run", saved=False,
+            choices=("triton", "torch", "naive")),
+    Setting("no_progress", False, "no progress bar (a log line every --log-interval steps instead)", None, "run",
+            saved=False),
+)
+BY_NAME = {s.name: s for s in SETTINGS}
+
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", [(s.name, Any, dataclasses.field(default=s.default)) for s in SETTINGS], frozen=True)
+TrainConfig.__doc__ = "Every training setting (see `SETTINGS` for meanings and defaults); frozen."
+TrainConfig.__module__ = __name__
+
+
+def replace(config, **changes):
+    """A copy of `config` with `changes`, each checked as a flag would be."""
+    for name, value in changes.items():
+        _check(name, value, origin=f"{name}=")
+    return dataclasses.replace(config, **changes)
+
+
+def record(config) -> dict:
+    """The settings as plain values, for args.yaml."""
+    return dataclasses.asdict(config)
+
+
+# -- command line and YAML --------------------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser, exclude: tuple[str, ...] = ()) -> None:
+    """Add every setting but `exclude` as a flag (timm's names), grouped as in --help, and -c CONFIG."""
+    parser.add_argument("-c", "--config", help="YAML file whose keys set the defaults of these flags")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for s in SETTINGS:
+        if s.name in exclude:
+            continue
+        group = groups.setdefault(s.group, parser.add_argument_group(s.group))
+        names = [s.short, s.flag] if s.short else [s.flag]
+        if s.type is None:
+            group.add_argument(*names, dest=s.name, action="store_true", default=s.default, help=s.help)
+        else:
+            group.add_argument(*names, dest=s.name, type=s.type, default=s.default, help=s.help, choices=s.choices,
+                               nargs=s.nargs, const=s.const)
+
+
+def explicit_settings(parser_factory: Callable[[], argparse.ArgumentParser], argv: list[str]) -> set[str]:
+    """The settings given on the command line, however spelled (``--arch=x``, ``-b16``, abbreviations):
+    argparse itself parses `argv` with every default suppressed, so only given flags appear."""
+    parser = parser_factory()
+    parser.argument_default = argparse.SUPPRESS
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv)
+    return set(vars(given)) & set(BY_NAME)
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML config's settings, checked: a mapping of known setting names (dashes or underscores)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting: value, not a "
+                          f"{type(loaded).__name__}")
+    config = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    unknown = sorted(k for k in config if k not in BY_NAME)
+    if unknown:
+        raise ConfigError(f"config {path}: unknown keys {', '.join(unknown)} (settings are "
+                          "`fastmotive train --help`'s flags without the dashes)")
+    for name, value in config.items():
+        _check(name, value, origin=f"config {path}: {name}:")
+    return config
+
+
+def from_namespace(args: argparse.Namespace):
+    """A TrainConfig from parsed flags; settings the parser lacks keep their defaults, other attributes
+    (`config`, `func`, a command's own options) are ignored."""
+    values = {s.name: getattr(args, s.name, s.default) for s in SETTINGS}
+    for name, value in values.items():
+        _check(name, value, origin=BY_NAME[name].flag)
+    return TrainConfig(**values)
+
+
+def _check(name: str, value, origin: str) -> None:
+    s = BY_NAME.get(name)
+    if s is None:
+        raise ConfigError(f"unknown setting {name!r}")
+    if value is None and (s.default is None or s.nargs):
+        return
+    if s.type is None:
+        ok = isinstance(value, bool)
+        expect = "true or false"
+    else:
+        ok = _has_type(value, s.type) and (s.choices is None or value in s.choices) and \
+             (s.check is None or s.check(value))
+        expect = ("one of " + ", ".join(map(str, s.choices))) if s.choices else (s.expect or s.type.__name__)
+    if not ok:
+        raise ConfigError(f"{origin} {value!r} is not valid: expected {expect}")
+
+
+def _has_type(value, kind) -> bool:
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+# -- resume -----------------------------------------------------------------------------------------------
+
+def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
+    """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused."""
+    saved_names = [s.name for s in SETTINGS if s.saved and s.name in saved]
+    clashes = [f"{BY_NAME[k].flag} {getattr(config, k)!r} (the run has {saved[k]!r})"
+               for k in saved_names if k in explicit and saved[k] != getattr(config, k)]
+    if clashes:
+        raise ConfigError(f"--resume {run_dir}: these flags differ from the run's args.yaml: {'; '.join(clashes)}. "
+                          "Resume without them, or start a new run")
+    return dataclasses.replace(config, **{k: saved[k] for k in saved_names})
+
+
+def differences(config, saved: dict, names, this: str = "this one") -> list[str]:
+    """'name: run has X, <this> Y' for each of `names` where a saved run differs from `config` (a TrainConfig
+    or a dict)."""
+    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+    return [f"{k}: run has {saved.get(k)!r}, {this} {get(k)!r}" for k in names if saved.get(k) != get(k)]
+
+
+def saved_names() -> tuple[str, ...]:
+    return tuple(s.name for s in SETTINGS if s.saved)
