@@ -49,7 +49,7 @@ def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], ima
     """
     if images <= 0:
         raise ValueError(f"images must be positive, got {images}")
-    layers = _batchnorm_layers(model)
+    layers = batchnorm_layers(model)
     if not layers:
         return Calibration(layers=0, images=0)
     moments, used = _accumulate_moments(model, layers, batches, images)
@@ -67,7 +67,7 @@ def calibrate_pair(pair, which: str, batches: Iterable[tuple[Tensor, Tensor]], i
     return calibrate_bn(pair.model(which), batches, images)
 
 
-def _batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
+def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
     """The BN layers of `model` that keep running statistics, in module order."""
     return [m for m in model.modules() if isinstance(m, _BatchNorm) and m.track_running_stats
             and m.running_mean is not None and m.running_var is not None]

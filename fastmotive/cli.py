@@ -1,4 +1,5 @@
-"""The ``fastmotive`` command line: it only parses, then calls the library (train, export, map, compare, tune-k)."""
+"""The ``fastmotive`` command line: it only parses, then calls the library (train, export, eval, map, compare,
+tune-k)."""
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,31 @@ def cmd_train(args) -> int:
 
 def cmd_export(args) -> int:
     from .export import export_run
-    for path in export_run(args.run_dir, args.output):
+    for path in export_run(args.run_dir, args.output, args.bn_calibrate):
         print(path)
     return 0
+
+
+def cmd_eval(args) -> int:
+    from .saved_run import evaluate_run
+    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device)
+    episode = " (stopped inside a motivated episode: the base is the motivated model's slices)" \
+        if result["stopped_in_episode"] else ""
+    print(f"{result['run']} at step {result['step']}{episode}, {result['dataset']} validation "
+          f"({result['val_size']} images); BN calibrated from {result['bn_calibration_images']} training images")
+    print(f"{'model':10} {'top1':>7} {'top5':>7} {'loss':>8}   {'top1 raw':>8} {'top5 raw':>8} {'loss raw':>8}")
+    for m in ("base", "motivated"):
+        print(f"{m:10} {result[m + '_top1']:7.2f} {result[m + '_top5']:7.2f} {result[m + '_eval_loss']:8.4f}   "
+              f"{result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} {result[m + '_eval_loss_raw']:8.4f}")
+    print(f"wrote {args.run_dir}/eval.json")
+    return 0
+
+
+def _images(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not an image count >= 0")
+    return value
 
 
 def cmd_map(args) -> int:
@@ -55,7 +78,16 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p = commands["export"] = sub.add_parser("export", help="write base.safetensors and motivated.safetensors")
     p.add_argument("run_dir")
     p.add_argument("--output", default=None, help="default: RUN_DIR/export")
+    p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
+                   help="calibrate BN statistics from this many training images (default: the run's setting; 0: "
+                        "the checkpoint's raw statistics)")
     p.set_defaults(func=cmd_export)
+    p = commands["eval"] = sub.add_parser("eval", help="evaluate a run's two models, raw and BN-calibrated")
+    p.add_argument("run_dir")
+    p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
+                   help="training images for calibration (default: the run's setting)")
+    p.add_argument("--device", default=None, help="default: the run's device setting, else cuda if available")
+    p.set_defaults(func=cmd_eval)
     p = commands["map"] = sub.add_parser("map", help="print the weights map of an arch spec")
     p.add_argument("arch")
     p.add_argument("--num-classes", type=int, default=1000)

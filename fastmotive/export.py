@@ -3,7 +3,8 @@
 Each file loads into a plain model through its family (`Family.load_exported`): timm members through
 ``timm.create_model(name, num_classes=N, pretrained=True, pretrained_cfg_overlay=dict(file=PATH, num_classes=N))``,
 the CIFAR ResNets through ``fastmotive.families.cifar_resnet(name, num_classes=N)`` and ``load_state_dict``.
-`load_exported` does either from the JSON config written beside them.
+`load_exported` does either from the JSON config written beside them. Both files carry BatchNorm statistics
+calibrated as the run evaluated its models (``--bn-calibrate``), unless asked for the raw ones.
 """
 from __future__ import annotations
 
@@ -13,39 +14,47 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from . import checkpoint
+from .bn_calibration import calibrate_bn
+from .evaluation import CALIBRATION_EPOCH, CalibrationBatches
 from .families import get_family
-from .pair import MODELS, MotivatedPair
-from .rundir import RunDir
+from .pair import MODELS
+from .saved_run import SavedRun, open_run
 
 
-def export_run(run_dir, output=None) -> list[Path]:
-    """Write ``base.safetensors``, ``motivated.safetensors`` and ``config.json`` from a run's checkpoint."""
-    run = RunDir(run_dir)
-    args = run.read_args()
-    state = checkpoint.load(run.checkpoint_path)
-    kwargs = args["model_kwargs"]
-    pair = MotivatedPair.from_arch(args["arch"], **kwargs)
-    # Row 0 holds both models' values and buffers: all an export needs.
-    pair.load_state_dict(_pair_state(state), values_only=True, source=f"checkpoint {run.checkpoint_path}")
+def export_run(run_dir, output=None, bn_calibrate: int | None = None) -> list[Path]:
+    """Write ``base.safetensors``, ``motivated.safetensors`` and ``config.json`` from a run's checkpoint.
+
+    Args:
+        run_dir: the run directory. output: where to write (default: RUN_DIR/export).
+        bn_calibrate: training images to calibrate BN statistics from (default: the run's own setting;
+            0: the raw statistics of the checkpoint).
+    """
+    run = open_run(run_dir)
+    images = run.config.bn_calibrate if bn_calibrate is None else bn_calibrate
+    calibration = _calibrate(run, images) if images else {"images": 0}
     out = Path(output) if output else run.path / "export"
     out.mkdir(parents=True, exist_ok=True)
-    config = {"arch": args["arch"], "family": pair.family.name, "run": str(run.path), "step": state["step"]}
+    pair, arch = run.pair, run.config.arch
+    config = {"arch": arch, "family": pair.family.name, "run": str(run.path), "step": run.step,
+              "stopped_in_episode": run.stopped_in_episode, "bn_calibration": calibration}
     paths = []
     for which, name in zip(MODELS, pair.names):
-        tensors = {k: v.detach().contiguous().clone() for k, v in pair.model(which).state_dict().items()}
+        tensors = {k: v.detach().contiguous().cpu().clone() for k, v in pair.model(which).state_dict().items()}
         path = out / f"{which}.safetensors"
-        save_file(tensors, path, metadata={"model": name, "arch": args["arch"], "fastmotive_model": which})
-        config[which] = {"model": name, "file": path.name, "kwargs": kwargs}
+        save_file(tensors, path, metadata={"model": name, "arch": arch, "fastmotive_model": which})
+        config[which] = {"model": name, "file": path.name, "kwargs": run.model_kwargs}
         paths.append(path)
     (out / "config.json").write_text(json.dumps(config, indent=1))
     return paths + [out / "config.json"]
 
 
-def _pair_state(state: dict) -> dict:
-    # A trainer checkpoint keeps the pair's keys (arena, active, weights_map) at its top level, or, once it
-    # stores `pair.state_dict()` whole, under "pair".
-    return state.get("pair", state)
+def _calibrate(run: SavedRun, images: int) -> dict:
+    """Calibrate both models from the run's training split as its evaluations did; what was done, for config.json."""
+    train, _, _ = run.open_data()
+    used = {which: calibrate_bn(run.pair.model(which), CalibrationBatches(train), images) for which in MODELS}
+    return {"images": max(u.images for u in used.values()), "requested": images, "split": "train",
+            "augmentation": "the run's training augmentation", "calibration_epoch": CALIBRATION_EPOCH,
+            "seed": run.config.seed, "layers": {which: u.layers for which, u in used.items()}}
 
 
 def load_exported(export_dir, which: str = "base") -> torch.nn.Module:

@@ -51,6 +51,7 @@ class MotivatedPair:
         self._switcher = Switcher(self.plan, weights_map)
         self.state_rows_copied = state_rows      # optimizer rows a switch carries; set by set_state_rows()
         self._active = "base"
+        self.keep_buffers = False   # True: switches leave each model's BN statistics in place (--bn-buffers keep)
         self._backend = resolve_backend(backend, self.device)
         self._backend_asked = backend            # None: follow the device's default through to()
 
@@ -144,7 +145,8 @@ class MotivatedPair:
         self._backend_asked = name
 
     def switch_to(self, name: str, backend: str | None = None) -> None:
-        """Make `name` the active model, copying the mapped values, BN buffers and optimizer state into it.
+        """Make `name` the active model, copying the mapped values, BN buffers (unless `keep_buffers`) and
+        optimizer state into it.
 
         Args:
             name: "base" or "motivated". Switching to the already active model does nothing.
@@ -161,7 +163,7 @@ class MotivatedPair:
         """Run the copy plan once, base -> motivated if `up`, regardless of which model is active."""
         backend = self._backend_for(backend)
         self.arena.check_bound(full=False)
-        self._switcher(self.arena, up, self.state_rows_copied, backend)
+        self._switcher(self.arena, up, self.state_rows_copied, backend, buffers=not self.keep_buffers)
 
     def _backend_for(self, override: str | None) -> str:
         if override is None or override == self._backend:

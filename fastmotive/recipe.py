@@ -9,6 +9,7 @@ import torch
 
 from . import settings
 from .data import FirstBatches, build_loaders
+from .evaluation import CalibrationBatches
 from .families import parse_arch
 from .flops import pair_flops
 from .pair import MotivatedPair
@@ -26,6 +27,30 @@ def run_dir_for(config) -> Path:
         _, base, motivated = parse_arch(config.arch)
         name = f"{base}-{motivated.replace(base.split('_')[0] + '_', '')}-{config.dataset or 'digits'}-s{config.seed}"
     return Path(config.output) / re.sub(r"[^\w.-]", "_", name)
+
+
+def choose_device(config) -> torch.device:
+    return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def open_data(config, device):
+    """(train batches, val batches, DatasetInfo) as the config asks, on `device`."""
+    return build_loaders(config.dataset, config.data_dir, config.loader, config.batch_size, config.img_size, device,
+                         config.seed, flip=False if config.no_flip else None, num_workers=config.workers,
+                         skip_bad_images=config.skip_bad_images)
+
+
+def model_kwargs_for(config, info) -> dict:
+    """The keyword arguments both members are built with (recorded in args.yaml, used again by export)."""
+    return {"num_classes": config.num_classes or info.num_classes, "img_size": info.img_size}
+
+
+def build_pair(config, model_kwargs: dict, device) -> MotivatedPair:
+    """The pair on `device`, with the config's switch backend and BN-buffer choice."""
+    pair = MotivatedPair.from_arch(config.arch, **model_kwargs).to(device)
+    pair.set_backend(config.switch_backend)
+    pair.keep_buffers = config.bn_buffers == "keep"
+    return pair
 
 
 class TrainRecipe:
@@ -52,19 +77,16 @@ class TrainRecipe:
             saved = RunDir(config.resume).read_args()
             config = self.config = settings.resume_config(config, saved, self.explicit, config.resume)
         self.run_dir = run_dir_for(config)
-        device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.train_batches, self.val_batches, self.info = build_loaders(
-            config.dataset, config.data_dir, config.loader, config.batch_size, config.img_size, device, config.seed,
-            flip=False if config.no_flip else None, num_workers=config.workers,
-            skip_bad_images=config.skip_bad_images)
-        model_kwargs = {"num_classes": config.num_classes or self.info.num_classes, "img_size": self.info.img_size}
+        device = choose_device(config)
+        self.train_batches, self.val_batches, self.info = open_data(config, device)
+        model_kwargs = model_kwargs_for(config, self.info)
         torch.manual_seed(config.seed)   # both models' initial weights depend on the seed only
-        self.pair = MotivatedPair.from_arch(config.arch, **model_kwargs).to(device)
-        self.pair.set_backend(config.switch_backend)
+        self.pair = build_pair(config, model_kwargs, device)
         if config.head_init == "zero":
             self._zero_heads()
         if self.loaders is not None:
             self.train_batches, self.val_batches = self.loaders(self)
+        self.calibration_batches = CalibrationBatches(self.train_batches)   # the whole split, not the budget
         self._apply_budget()
         self.trainer = Trainer(self.pair, config, output=self.run_dir,
                                flops=pair_flops(self.pair, self.info.img_size))   # metrics.json: FLOPs, F_{X-Y}
@@ -95,7 +117,8 @@ class TrainRecipe:
 
     def train(self) -> History:
         history = self.trainer.fit(self.train_batches, self.val_batches,
-                                   resume=self.run_dir if self.config.resume else None)
+                                   resume=self.run_dir if self.config.resume else None,
+                                   calibration_batches=self.calibration_batches)
         self.interrupted = self.trainer.stop_requested
         run = shlex.quote(str(self.run_dir))
         if self.interrupted:

@@ -19,7 +19,7 @@ STEP_FIELDS = ["step", "epoch", "batch", "active", "loss", "lr", "images", "swit
 # read back is the value logged, bit for bit.
 STEP_TYPES = {"step": int, "epoch": int, "batch": int, "active": str, "loss": float, "lr": float,
               "images": int, "switched": lambda text: text == "True"}
-SUMMARY_INTS = ("epoch", "switches")   # every other summary.csv column is a float
+SUMMARY_INTS = ("epoch", "switches", "bn_calibration_images")
 
 
 class RunDir:
@@ -89,9 +89,10 @@ class RunDir:
         """
         steps, epochs = history.steps, history.epochs
         last = epochs[-1] if epochs else {}
-        metrics = {
-            "base_top1": last.get("base_top1"), "motivated_top1": last.get("motivated_top1"),
-            "base_top5": last.get("base_top5"), "motivated_top5": last.get("motivated_top5"),
+        metrics = {   # accuracies: BN-calibrated (--bn-calibrate), and raw (the checkpoint's statistics)
+            **{f"{m}_{k}": last.get(f"{m}_{k}") for k in ("top1", "top5", "top1_raw", "top5_raw")
+               for m in ("base", "motivated")},
+            "bn_calibration_images": last.get("bn_calibration_images"),
             "motivated_fraction": sum(s["active"] == "motivated" for s in steps) / max(len(steps), 1),
             "switches": sum(s["switched"] for s in steps), "steps": len(steps), "epochs": len(epochs),
             "images_per_sec": images / wall_s if wall_s > 0 else None, "wall_s": wall_s,
@@ -177,8 +178,11 @@ def plot_run(steps: list[dict], epochs: list[dict], path: Path) -> None:
     ax_loss.set(xlabel="step", ylabel="training loss", title="loss (shaded: motivated model active)")
     if epochs and "base_top1" in epochs[0]:
         xs = [e["epoch"] + 1 for e in epochs]
-        ax_acc.plot(xs, [e["base_top1"] for e in epochs], "o-", label="base")
-        ax_acc.plot(xs, [e["motivated_top1"] for e in epochs], "s-", label="motivated")
+        for name, marker, color in (("base", "o", "tab:blue"), ("motivated", "s", "tab:orange")):
+            ax_acc.plot(xs, [e[f"{name}_top1"] for e in epochs], marker + "-", color=color, label=name)
+            if f"{name}_top1_raw" in epochs[0]:   # raw BN statistics, dashed
+                ax_acc.plot(xs, [e[f"{name}_top1_raw"] for e in epochs], marker + "--", color=color, alpha=0.5,
+                            mfc="none", label=f"{name} (raw BN statistics)")
         ax_acc.legend()
     ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy")
     fig.tight_layout()

@@ -30,6 +30,8 @@ class Setting:
     short: str | None = None           # a one-letter alias such as -b
     choices: tuple | None = None
     saved: bool = True                 # a resumed run takes it from its args.yaml, and a clashing flag is refused
+    evaluation_only: bool = False      # changes what is measured, not what is trained: a finished run is
+                                       # re-evaluated with a new value rather than refused or retrained
     check: Callable[[Any], bool] | None = None   # valid values (None passes always); `expect` says what they are
     expect: str = ""
     nargs: str | None = None           # "?" with `const`: a flag that may stand alone (--compile)
@@ -108,6 +110,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("condition", "streak:2", "streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | always",
             str, check=_condition, expect="streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | "
             "always (K >= 1 and N >= 0 integers, P in [0, 1])"),
+    Setting("bn_calibrate", 2000, "before each evaluation and at export, re-estimate both models' BatchNorm "
+            "statistics from this many training images (0: off, the paper's raw statistics; see "
+            "docs/architecture.md)", int, check=lambda x: x >= 0, expect="an integer >= 0", evaluation_only=True),
+    Setting("bn_buffers", "copy", "copy: a switch moves BatchNorm running statistics with the weights (the "
+            "paper); keep: each model keeps its own, only weights and optimizer state move", str,
+            choices=("copy", "keep")),
     Setting("seed", 0, "seeds the data order, the initial weights and random conditions", int),
     # run
     Setting("output", "output/train", "parent folder of run directories", str, "run", saved=False),
@@ -142,6 +150,14 @@ def replace(config, **changes):
     for name, value in changes.items():
         _check(name, value, origin=f"{name}=")
     return dataclasses.replace(config, **changes)
+
+
+def checked(config):
+    """`config` itself, once every value has passed its setting's check (a TrainConfig built directly is not
+    checked at construction)."""
+    for name, value in dataclasses.asdict(config).items():
+        _check(name, value, origin=f"{name}=")
+    return config
 
 
 def record(config) -> dict:
@@ -211,6 +227,15 @@ def from_namespace(args: argparse.Namespace):
     return TrainConfig(**values)
 
 
+def from_record(saved: dict, source: str = "args.yaml"):
+    """The TrainConfig a run recorded (its args.yaml); settings it predates keep their defaults, other keys
+    (model_kwargs, git_commit, tune-k's fold) are ignored."""
+    values = {s.name: saved.get(s.name, s.default) for s in SETTINGS}
+    for name, value in values.items():
+        _check(name, value, origin=f"{source}: {name}:")
+    return TrainConfig(**values)
+
+
 def _check(name: str, value, origin: str) -> None:
     s = BY_NAME.get(name)
     if s is None:
@@ -258,3 +283,13 @@ def differences(config, saved: dict, names, this: str = "this one") -> list[str]
 
 def saved_names() -> tuple[str, ...]:
     return tuple(s.name for s in SETTINGS if s.saved)
+
+
+def training_names() -> tuple[str, ...]:
+    """The saved settings that change what is trained: a finished run is reusable when these match."""
+    return tuple(s.name for s in SETTINGS if s.saved and not s.evaluation_only)
+
+
+def with_defaults(saved: dict) -> dict:
+    """A run's args.yaml with the settings it predates at their defaults (the behaviour it was trained with)."""
+    return {**{s.name: s.default for s in SETTINGS}, **saved}

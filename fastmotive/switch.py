@@ -78,22 +78,25 @@ class Switcher:
             self._run_tables[device] = torch.from_numpy(self.plan.runs).to(device)
         return self._run_tables[device]
 
-    def _views(self, arena: Arena, up: bool, state_rows: int) -> list[tuple[list, list]]:
+    def _views(self, arena: Arena, up: bool, state_rows: int, buffers: bool) -> list[tuple[list, list]]:
         """(destinations, sources) lists per dtype: one strided view pair per map entry, rows stacked.
 
-        Built once per arena storage, row count and direction (re-built after `to()` or growing rows)."""
+        Built once per arena storage, row count, direction and buffer choice (re-built after `to()` or
+        growing rows)."""
         key = (arena.data.data_ptr(), tuple(arena.data.shape), state_rows)
         if self._view_key != key:
             self._view_key, self._view_cache = key, {}
-        if up not in self._view_cache:
-            self._view_cache[up] = self._build_views(arena, up, state_rows)
-        return self._view_cache[up]
+        if (up, buffers) not in self._view_cache:
+            self._view_cache[up, buffers] = self._build_views(arena, up, state_rows, buffers)
+        return self._view_cache[up, buffers]
 
-    def _build_views(self, arena: Arena, up: bool, state_rows: int) -> list[tuple[list, list]]:
+    def _build_views(self, arena: Arena, up: bool, state_rows: int, buffers: bool) -> list[tuple[list, list]]:
         bits = as_bits(arena.data)
         by_dtype: dict[torch.dtype, tuple[list, list]] = {}
         for e in self.weights_map.entries:
             b_slot, m_slot = arena.slots[("base", e.base)], arena.slots[("motivated", e.motivated)]
+            if b_slot.kind == "buffer" and not buffers:
+                continue
             rows = 1 + state_rows if b_slot.kind == "param" else 1
             base, motivated = _rows_view(bits, b_slot, rows), _rows_view(bits, m_slot, rows)
             b_dims, m_dims = split_chunks(e.chunks, b_slot.shape, m_slot.shape)
@@ -105,28 +108,34 @@ class Switcher:
             sources.append(src)
         return list(by_dtype.values())
 
-    def __call__(self, arena: Arena, up: bool, state_rows: int, backend: str) -> None:
-        """Run the plan with `backend`, a name `resolve_backend` has already checked for this device."""
+    def __call__(self, arena: Arena, up: bool, state_rows: int, backend: str, buffers: bool = True) -> None:
+        """Run the plan with `backend`, a name `resolve_backend` has already checked for this device;
+        `buffers=False` moves parameters and optimizer state only (each model keeps its BN statistics)."""
         if backend == "triton":
-            self._triton(arena, up, state_rows)
+            self._triton(arena, up, state_rows, buffers)
         elif backend == "torch":
-            self._torch(arena, up, state_rows)
+            self._torch(arena, up, state_rows, buffers)
         elif backend == "naive":
-            self._naive(arena, up, state_rows)
+            self._naive(arena, up, state_rows, buffers)
         else:
             raise AssertionError(f"unresolved switch backend {backend!r}")   # resolve_backend checks names
 
-    def _triton(self, arena: Arena, up: bool, state_rows: int) -> None:
+    def _triton(self, arena: Arena, up: bool, state_rows: int, buffers: bool) -> None:
         from .kernels import copy_runs   # imports triton: only when the backend is used
-        copy_runs(arena.data, self._runs(arena.data.device), self.plan.param_runs, 1 + state_rows, up)
+        runs = self._runs(arena.data.device)
+        if not buffers:   # buffer runs come after the parameter runs: drop the tail
+            runs = runs[: self.plan.param_runs]
+        copy_runs(arena.data, runs, self.plan.param_runs, 1 + state_rows, up)
 
-    def _torch(self, arena: Arena, up: bool, state_rows: int) -> None:
-        for destinations, sources in self._views(arena, up, state_rows):
+    def _torch(self, arena: Arena, up: bool, state_rows: int, buffers: bool) -> None:
+        for destinations, sources in self._views(arena, up, state_rows, buffers):
             torch._foreach_copy_(destinations, sources)
 
-    def _naive(self, arena: Arena, up: bool, state_rows: int) -> None:
+    def _naive(self, arena: Arena, up: bool, state_rows: int, buffers: bool) -> None:
         for entry in self.weights_map.entries:
             base_slot, motivated_slot = arena.slots[("base", entry.base)], arena.slots[("motivated", entry.motivated)]
+            if base_slot.kind == "buffer" and not buffers:
+                continue
             for row in range(1 + state_rows if base_slot.kind == "param" else 1):
                 base, motivated = arena.view(base_slot, row), arena.view(motivated_slot, row)
                 b_dims, m_dims = split_chunks(entry.chunks, base.shape, motivated.shape)

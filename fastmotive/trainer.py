@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from . import checkpoint, settings
 from .conditions import Condition, Signal, parse_condition
 from .errors import TrainingDivergedError
+from .evaluation import CalibrationBatches, evaluate, evaluate_pair
 from .interrupt import StopOnSigint
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MODELS, MotivatedPair
@@ -116,9 +117,13 @@ class Trainer:
 
     # -- the loop (Algorithm 1) -----------------------------------------------------------------------
     def fit(self, train_batches, val_batches=None, resume: str | Path | None = None, *,
-            epochs: int | None = None) -> History:
+            epochs: int | None = None, calibration_batches=None) -> History:
         """Train over `train_batches` (a re-iterable of (images, labels)) until `epochs` epochs in all
-        (default: the config's); a later fit() with more epochs continues the run. See the module doc."""
+        (default: the config's); a later fit() with more epochs continues the run. See the module doc.
+
+        Before each evaluation both models' BatchNorm statistics are calibrated from ``config.bn_calibrate``
+        images of `calibration_batches` (default: `CalibrationBatches(train_batches)`), then restored, so
+        training is the same with calibration on or off."""
         c, epochs = self.config, self.config.epochs if epochs is None else epochs
         torch.manual_seed(c.seed)
         if resume is not None:
@@ -126,6 +131,7 @@ class Trainer:
         self.pair.arena.check_bound()
         n = len(train_batches)
         schedule, holdout = self._schedule(epochs, n), self._holdout_batch(train_batches, val_batches)
+        self._calibration = calibration_batches or CalibrationBatches(train_batches)
         t0, images_before = time.perf_counter(), self.state.images
         self._sigint = StopOnSigint()
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
@@ -198,9 +204,8 @@ class Trainer:
         self.pair.switch_to("base")   # no-op when the base is active
         row = self.state.end_epoch(wall_s)
         if val_batches is not None:
-            for name in MODELS:
-                loss, top1, top5 = self.evaluate(name, val_batches)
-                row.update({f"{name}_eval_loss": loss, f"{name}_top1": top1, f"{name}_top5": top5})
+            row.update(evaluate_pair(self.pair, val_batches, self._calibration, self.config.bn_calibrate,
+                                     self.forward))
         self.history.epochs.append(row)
         if self.run is not None:
             self.run.log_epoch(row)
@@ -219,22 +224,9 @@ class Trainer:
         images, labels = holdout
         return F.cross_entropy(self.forward[name](images), labels).item()
 
-    @torch.no_grad()
     def evaluate(self, name: str, batches) -> tuple[float, float, float]:
-        """Mean loss, top-1 and top-5 accuracy (%) of one model on `batches` (eval mode)."""
-        model = self.pair.model(name)
-        was_training = model.training
-        model.eval()
-        total, loss_sum, top1, top5 = 0, 0.0, 0, 0
-        for images, labels in _batches(batches, 0, 0, train=False):
-            logits = self.forward[name](images).float()
-            loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-            top1 += (top[:, 0] == labels).sum().item()
-            top5 += (top == labels[:, None]).any(1).sum().item()
-            total += len(labels)
-        model.train(was_training)
-        return loss_sum / max(total, 1), 100.0 * top1 / max(total, 1), 100.0 * top5 / max(total, 1)
+        """Mean loss, top-1 and top-5 accuracy (%) of one model on `batches` (eval mode, raw statistics)."""
+        return evaluate(self.pair.model(name), batches, self.forward[name])
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -284,7 +276,7 @@ def _config_with(config, overrides: dict):
         if name in changes:
             raise TypeError(f"Trainer() got two keywords for the setting {name!r} (an alias and its name)")
         changes[name] = value
-    return settings.replace(config if config is not None else settings.TrainConfig(), **changes)
+    return settings.replace(settings.checked(config) if config is not None else settings.TrainConfig(), **changes)
 
 
 def _batches(loader, epoch: int, start_batch: int, train: bool = True):

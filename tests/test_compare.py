@@ -14,7 +14,7 @@ from fastmotive.data.budget import FirstBatches
 from fastmotive.experiments import matched_conditions, summarize, write_report
 from fastmotive.flops import average_train_flops
 
-TINY = ["--arch", "resnet20:resnet32", "--epochs", "1", "-b", "32", "--no-progress", "--warmup-epochs", "0",
+TINY = ["--arch", "resnet20:resnet32", "--epochs", "1", "-b", "32", "--no-progress", "--warmup-epochs", "0", "--bn-calibrate", "128",
         "--opt", "sgd", "--lr", "0.05"]
 
 

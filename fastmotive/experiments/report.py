@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 CSV_FIELDS = ["row", "run", "model", "n", "top1_mean", "top1_sd", "train_gflops_per_image", "acc_flops",
-              "acc_f_ratio", "motivated_fraction", "wall_s", "images_per_sec"]
+              "acc_f_ratio", "motivated_fraction", "wall_s", "images_per_sec", "top1_raw_mean", "top1_raw_sd"]
 # plot style of each table row: (colour, marker); base models square, motivated models triangles
 STYLES = {"X-C": ("tab:blue", "o"), "X-Y-B": ("tab:orange", "s"), "X-Y-M": ("tab:orange", "^"),
           "Y-C": ("tab:green", "D"), "A-B": ("tab:gray", "s"), "A-M": ("tab:gray", "^"),
@@ -38,15 +38,18 @@ def compare_markdown(folder_name: str, summary: dict) -> str:
     lines = [f"# fastmotive compare: {folder_name}", "",
              (f"FLOPs: {summary['flops_convention']}; base {fmt(summary['base_gflops'], '.4g')} GFLOPs, motivated "
               f"{fmt(summary['motivated_gflops'], '.4g')} GFLOPs. Train FLOPs = F, the average forward FLOPs per "
-              f"training image (F_X-Y for a motivated run). ACC/FLOPs in {summary['acc_flops_unit']}, against X-C."),
+              f"training image (F_X-Y for a motivated run). ACC/FLOPs in {summary['acc_flops_unit']}, against X-C. "
+              "Top-1 with BatchNorm statistics calibrated from training images (--bn-calibrate), and raw: with the "
+              "statistics as training left them."),
              "", ("| row | top-1 % (mean ± sd) | n | train GFLOPs/img | ACC/FLOPs | ACC/F_Ratio | motivated | wall s | "
-                  "img/s |"), "|---|---|---|---|---|---|---|---|---|"]
+                  "img/s | raw top-1 % |"), "|---|---|---|---|---|---|---|---|---|---|"]
     notes: list[str] = []
     for r in summary["rows"]:
         lines.append(f"| {r['row']} | {_mean_sd(r['top1_mean'], r['top1_sd'])} | {len(r['top1'])} | "
                      f"{fmt(r['train_gflops_per_image'], '.4g')} | {fmt_quotient(r['acc_flops'], notes)} | "
                      f"{fmt_quotient(r['acc_f_ratio'], notes)} | {fmt(r['motivated_fraction'], '.1%')} | "
-                     f"{fmt(r['wall_s'], '.0f')} | {fmt(r['images_per_sec'], '.0f')} |")
+                     f"{fmt(r['wall_s'], '.0f')} | {fmt(r['images_per_sec'], '.0f')} | "
+                     f"{_mean_sd(r.get('top1_raw_mean'), r.get('top1_raw_sd'))} |")
     if summary.get("per_seed"):
         lines += ["", "Per seed: " + "; ".join(f"{s}: ACC/F_Ratio {fmt_quotient(q['ratio'], notes)}"
                                               for s, q in summary["per_seed"].items())]

@@ -42,14 +42,14 @@ def check_settings(config, record_extra: dict | None = None, this: str = "this c
 
     Raises:
         ExperimentError: the run directory's args.yaml differs from `config` (and `record_extra`) in a setting
-            a resume would take from it (`settings.saved_names()`) or in the fold; names each difference.
+            that changes training (`settings.training_names()`) or in the fold; names each difference.
     """
     run_dir = run_dir_for(settings.replace(config, resume=None))
     if not (run_dir / "args.yaml").is_file():
         return
-    saved = RunDir(run_dir).read_args()
+    saved = settings.with_defaults(RunDir(run_dir).read_args())
     expected = {**settings.record(config), **dict.fromkeys(RECORDED_EXTRA), **(record_extra or {})}
-    diffs = settings.differences(expected, saved, (*settings.saved_names(), *RECORDED_EXTRA), this)
+    diffs = settings.differences(expected, saved, (*settings.training_names(), *RECORDED_EXTRA), this)
     if diffs:
         raise ExperimentError(f"run {run_dir} was made with other settings ({'; '.join(diffs)}). Use another "
                               f"--experiment (or --output) for these settings, or delete {run_dir}")
@@ -72,6 +72,23 @@ def run_state(config, record_extra: dict | None = None, this: str = "this compar
     return "new", None
 
 
+def reevaluated(run_dir: Path, metrics: dict, config) -> dict:
+    """A finished run's metrics, evaluated again if it was measured otherwise (made before BN calibration, or
+    with another --bn-calibrate): metrics.json and args.yaml are updated, nothing is retrained."""
+    run = RunDir(run_dir)
+    saved = run.read_args()
+    if "base_top1_raw" in metrics and saved.get("bn_calibrate") == config.bn_calibrate:
+        return metrics
+    from ..saved_run import evaluate_run
+    print(f"  re-evaluating {run_dir} with --bn-calibrate {config.bn_calibrate}")
+    figures = evaluate_run(run_dir, config.bn_calibrate)
+    metrics = {**metrics, **{k: v for k, v in figures.items() if k in metrics or k.endswith("_raw")
+                             or k == "bn_calibration_images"}}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    (run_dir / "args.yaml").write_text(yaml.safe_dump({**saved, "bn_calibrate": config.bn_calibrate}, sort_keys=False))
+    return metrics
+
+
 def train_one(config, loaders=None, record_extra: dict | None = None, this: str = "this comparison") -> dict | None:
     """Reuse, resume or start the run in ``config.output / config.experiment``.
 
@@ -92,7 +109,7 @@ def train_one(config, loaders=None, record_extra: dict | None = None, this: str 
     run_dir = run_dir_for(config)
     if state == "done":
         print(f"reusing {run_dir} (finished: {metrics['epochs']} epochs, {metrics['steps']} steps)")
-        return metrics
+        return reevaluated(run_dir, metrics, config)
     if state == "resume":
         print(f"resuming {run_dir}")
         config = settings.replace(config, resume=str(run_dir))

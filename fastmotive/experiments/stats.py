@@ -43,8 +43,11 @@ def _row(row: str, label: str, model: str, got: list[tuple[int, dict]]) -> dict:
     accs = [m[f"{model}_top1"] for _, m in got if m.get(f"{model}_top1") is not None]
     flops = [m["train_flops_per_image"] for _, m in got if m.get("train_flops_per_image") is not None]
     acc_mean, acc_sd = mean_sd(accs)
+    raw = [m[f"{model}_top1_raw"] for _, m in got if m.get(f"{model}_top1_raw") is not None]
+    raw_mean, raw_sd = mean_sd(raw)
     return {"row": row, "run": label, "model": model, "seeds": [s for s, _ in got], "top1": accs,
-            "top1_mean": acc_mean, "top1_sd": acc_sd,
+            "top1_mean": acc_mean, "top1_sd": acc_sd,   # BN-calibrated (--bn-calibrate); raw: as trained
+            "top1_raw": raw, "top1_raw_mean": raw_mean, "top1_raw_sd": raw_sd,
             "train_gflops_per_image": statistics.fmean(flops) / GFLOP if flops else None,
             "motivated_fraction": mean_or_none([m.get("motivated_image_fraction") for _, m in got]),
             "wall_s": mean_or_none([m.get("wall_s") for _, m in got]),
