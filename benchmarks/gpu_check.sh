@@ -9,7 +9,7 @@
 #      and `reduce-overhead` (benchmarks/overhead.py), with the framework-overhead ratios;
 #   5. loader images/sec (tensor, torch DataLoader, DALI if it imports);
 # then one summary table (benchmarks/gpu_summary.py). JSON and the log go to $OUT if set, else
-# benchmarks/results/gpu: env.json steps.json switch_latency.json bench_optim.json overhead.json loaders.json
+# benchmarks/results/gpu: env.json steps.json switch_latency.json bench_optim.json overhead.json loaders.json bn_calibration.json
 # summary.json gpu_check.log (8 files).
 #
 # Usage:   bash benchmarks/gpu_check.sh            (PYTHON=... to choose the interpreter; COMMIT=... to record it)
@@ -104,6 +104,7 @@ step "training overhead" 300 "$PYTHON" benchmarks/overhead.py --device cuda --co
     --steps 20 --epochs 2 --rounds 3 --parts training,switch --json "$OUTDIR/overhead.json"
 
 # --- 5. loaders ----------------------------------------------------------------------------------------
+step "bn calibration" 60 "$PYTHON" benchmarks/bn_calibration.py --rounds 3 --json "$OUTDIR/bn_calibration.json"
 step "loaders" 60 "$PYTHON" benchmarks/loaders.py --data array32 --loaders tensor,dali,torch --repeats 3 \
     --json "$OUTDIR/loaders.json"
 

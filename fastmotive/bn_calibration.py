@@ -27,9 +27,10 @@ def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], ima
     Every ``_BatchNorm`` subclass with running statistics counts (BatchNorm1d/2d/3d, SyncBatchNorm,
     timm's BatchNormAct2d). Forward passes only, under ``torch.no_grad()``: the model is in eval mode
     (Dropout, DropPath off) except the BN layers, which normalise with their batch's statistics as in
-    training. Each layer's input is summed per channel in float64 over the N images, and
-    ``running_mean = sum / n``, ``running_var = (sumsq - n * mean**2) / (n - 1)`` are written in place:
-    the exact pooled statistics. The mean equals the ``momentum=None`` cumulative average; the variance
+    training. Each call's batch mean and unbiased variance, which BN computes anyway (read from its
+    running buffers with momentum 1, so calibration costs the forward passes and nothing more), are pooled
+    per channel in float64 over the N images, and the exact pooled mean and unbiased variance are written in
+    place. The mean equals the ``momentum=None`` cumulative average; the variance
     does not (that averages per-batch variances). A layer called twice per forward pools both calls; a
     layer never reached keeps its statistics and is not counted.
 
@@ -84,7 +85,7 @@ def _accumulate_moments(model: nn.Module, layers: list[_BatchNorm], batches: Ite
     moments = [(torch.zeros((), dtype=torch.float64, device=device),
                 torch.zeros(bn.num_features, dtype=torch.float64, device=device),
                 torch.zeros(bn.num_features, dtype=torch.float64, device=device)) for bn in layers]
-    hooks = [bn.register_forward_pre_hook(_moment_hook(acc)) for bn, acc in zip(layers, moments)]
+    hooks = [bn.register_forward_hook(_moment_hook(acc)) for bn, acc in zip(layers, moments)]
     flags = {m: m.training for m in model.modules()}
     momenta = [bn.momentum for bn in layers]
     saved = [{name: buf.clone() for name, buf in bn.named_buffers(recurse=False)} for bn in layers]
@@ -115,22 +116,28 @@ def _write_statistics(layers: list[_BatchNorm], moments: list[Moments]) -> int:
 
 
 def _moment_hook(acc: Moments):
+    """After each BN call, add that batch's moments, read from the buffers BN just set to the batch's mean and
+    unbiased variance (momentum 1), as float64 sums: n, sum x and sum x^2 per channel."""
     n, total, squares = acc
 
-    def hook(module: nn.Module, args: tuple) -> None:
-        x = args[0].detach().to(torch.float64)
-        dims = [d for d in range(x.dim()) if d != 1]   # all but the channel dim
-        n.add_(x.numel() // x.shape[1])
-        total.add_(x.sum(dims))
-        squares.add_(x.square().sum(dims))
+    def hook(module: nn.Module, args: tuple, output) -> None:
+        x = args[0]
+        count = x.numel() // x.shape[1]
+        mean, var = module.running_mean.to(torch.float64), module.running_var.to(torch.float64)
+        n.add_(count)
+        total.add_(mean * count)
+        squares.add_(var * (count - 1) + mean * mean * count)
     return hook
 
 
 def _enter_calibration_mode(model: nn.Module, layers: list[_BatchNorm]) -> None:
     model.eval()
-    for bn in layers:
-        bn.training = True   # the layer only: a BN's children (timm's drop/act) stay in eval
-        bn.momentum = 0.0    # keep torch's own running update from moving the buffers (restored anyway)
+    with torch.no_grad():
+        for bn in layers:
+            bn.training = True   # the layer only: a BN's children (timm's drop/act) stay in eval
+            bn.momentum = 1.0    # each call leaves its batch's statistics in the buffers (restored afterwards)
+            bn.running_mean.zero_()   # momentum 1 still multiplies the old values by 0: no NaN may linger
+            bn.running_var.fill_(1.0)
 
 
 def _run_forwards(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], images: int,

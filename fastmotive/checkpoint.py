@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,10 @@ def save_atomic(state: dict, path: str | os.PathLike) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:   # torch reports a full disk as a RuntimeError from its writer
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"could not write the checkpoint {path}: {_write_failure(exc, path.parent)}; the "
+                              "previous checkpoint, if any, is intact") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -34,6 +39,20 @@ def save_atomic(state: dict, path: str | os.PathLike) -> None:
         os.fsync(dir_fd)   # make the rename itself durable
     finally:
         os.close(dir_fd)
+
+
+def _write_failure(exc: BaseException, folder: Path) -> str:
+    """The cause a user can act on: errno's text anywhere in the chain, or a full disk seen directly."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.strerror:
+            return exc.strerror
+        exc = exc.__cause__ or exc.__context__
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "no space left on device"
+    except OSError:
+        pass
+    return "the write failed"
 
 
 def load(path: str | os.PathLike) -> dict:

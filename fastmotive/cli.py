@@ -17,7 +17,7 @@ def cmd_train(args) -> int:
     recipe = TrainRecipe(settings.from_namespace(args), args.explicit)
     recipe.setup()
     recipe.train()
-    return 0
+    return 130 if recipe.interrupted else 0   # 128 + SIGINT, as compare and tune-k
 
 
 def cmd_export(args) -> int:
@@ -40,6 +40,13 @@ def cmd_eval(args) -> int:
               f"{result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} {result[m + '_eval_loss_raw']:8.4f}")
     print(f"wrote {args.run_dir}/eval.json")
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
 
 
 def _images(text: str) -> int:
@@ -90,7 +97,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.set_defaults(func=cmd_eval)
     p = commands["map"] = sub.add_parser("map", help="print the weights map of an arch spec")
     p.add_argument("arch")
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--num-classes", type=_positive, default=1000)
     p.add_argument("--img-size", type=int, default=None)
     p.add_argument("--json", action="store_true", help="print the map as JSON")
     p.add_argument("--entries", action="store_true", help="list every entry")
@@ -127,6 +134,10 @@ def main(argv=None) -> int:
         return args.func(args)
     except FastmotiveError as exc:
         print(f"fastmotive {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # expected ones: missing, read-only, full disk, name too long; the file is named
+        print(f"fastmotive {args.command}: error: {exc.strerror or exc}"
+              f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         return 2
 
 

@@ -20,6 +20,18 @@ from .bn_calibration import Calibration, batchnorm_layers, calibrate_bn
 # A pseudo-epoch that no run reaches: its seeded order of the training split picks the calibration images, so
 # they depend on the seed only and never on how far training got.
 CALIBRATION_EPOCH = 1_000_000_000
+# The default calibration sample: a tenth of the training split, at most 2000 images (Once-for-All's count).
+# A calibration costs about as many forward passes of both models as it has images, so a tenth keeps it near a
+# tenth of a digits epoch and a few percent of a CIFAR one (docs/benchmarks.md), at the accuracy of the whole
+# split on digits (docs/reproduction.md).
+DEFAULT_SHARE, DEFAULT_MAX = 10, 2000
+
+
+def calibration_images(setting: int | None, train_images: int) -> int:
+    """The images to calibrate from: the ``--bn-calibrate`` setting, or the default for the split's size."""
+    if setting is not None:
+        return setting
+    return min(DEFAULT_MAX, max(train_images // DEFAULT_SHARE, 1))
 
 
 class CalibrationBatches:

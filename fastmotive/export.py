@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from .bn_calibration import calibrate_bn
-from .evaluation import CALIBRATION_EPOCH, CalibrationBatches
+from .evaluation import CALIBRATION_EPOCH, CalibrationBatches, calibration_images
 from .families import get_family
 from .pair import MODELS
 from .saved_run import SavedRun, open_run
@@ -30,8 +30,7 @@ def export_run(run_dir, output=None, bn_calibrate: int | None = None) -> list[Pa
             0: the raw statistics of the checkpoint).
     """
     run = open_run(run_dir)
-    images = run.config.bn_calibrate if bn_calibrate is None else bn_calibrate
-    calibration = _calibrate(run, images) if images else {"images": 0}
+    calibration = _calibrate(run, run.config.bn_calibrate if bn_calibrate is None else bn_calibrate)
     out = Path(output) if output else run.path / "export"
     out.mkdir(parents=True, exist_ok=True)
     pair, arch = run.pair, run.config.arch
@@ -48,9 +47,12 @@ def export_run(run_dir, output=None, bn_calibrate: int | None = None) -> list[Pa
     return paths + [out / "config.json"]
 
 
-def _calibrate(run: SavedRun, images: int) -> dict:
+def _calibrate(run: SavedRun, setting: int | None) -> dict:
     """Calibrate both models from the run's training split as its evaluations did; what was done, for config.json."""
-    train, _, _ = run.open_data()
+    if setting == 0:
+        return {"images": 0}
+    train, _, info = run.open_data()
+    images = calibration_images(setting, info.train_size)
     used = {which: calibrate_bn(run.pair.model(which), CalibrationBatches(train), images) for which in MODELS}
     return {"images": max(u.images for u in used.values()), "requested": images, "split": "train",
             "augmentation": "the run's training augmentation", "calibration_epoch": CALIBRATION_EPOCH,

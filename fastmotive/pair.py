@@ -6,13 +6,15 @@ pair is built or moved (`to`), or by `set_backend`.
 """
 from __future__ import annotations
 
+import contextlib
+
 
 import torch
 from torch import nn
 
 from .arena import MODELS, Arena
 from .copy_plan import CopyPlan, compile_plan
-from .errors import CheckpointError
+from .errors import CheckpointError, WeightsMapError
 from .families import Arch, Family, parse_arch, tensor_shapes
 from .families._registry import map_by_rule
 from .switch import Switcher, resolve_backend
@@ -39,10 +41,11 @@ class MotivatedPair:
     def __init__(self, base: nn.Module, motivated: nn.Module, weights_map: WeightsMap | None = None,
                  state_rows: int = 2, names: tuple[str, str] | None = None, *, family: Family | None = None,
                  backend: str | None = None):
-        if weights_map is None:
-            weights_map = map_by_rule(base, motivated, "inferred")
-        else:
-            weights_map.validate(tensor_shapes(base)[0], tensor_shapes(motivated)[0])
+        with _order_hint(base, motivated, names):
+            if weights_map is None:
+                weights_map = map_by_rule(base, motivated, "inferred")
+            else:
+                weights_map.validate(tensor_shapes(base)[0], tensor_shapes(motivated)[0])
         self.base, self.motivated = base, motivated
         self.weights_map = weights_map
         self.family, self.names = family, names
@@ -80,7 +83,9 @@ class MotivatedPair:
         family, base_name, motivated_name = spec if isinstance(spec, Arch) else parse_arch(spec)
         base = family.build(base_name, **{**shared_kwargs, **(base_kwargs or {})})
         motivated = family.build(motivated_name, **{**shared_kwargs, **(motivated_kwargs or {})})
-        return cls(base, motivated, family.weights_map(base, motivated), names=(base_name, motivated_name),
+        with _order_hint(base, motivated, (base_name, motivated_name)):
+            weights_map = family.weights_map(base, motivated)
+        return cls(base, motivated, weights_map, names=(base_name, motivated_name),
                    family=family, backend=backend)
 
     # -- models ---------------------------------------------------------------------------------------
@@ -222,3 +227,18 @@ class MotivatedPair:
         info.update(runs=len(self.plan.runs), param_runs=self.plan.param_runs,
                     mean_run_bytes=round(run_bytes / max(len(self.plan.runs), 1)), arena_columns=self.arena.columns, arena_rows=int(self.arena.data.shape[0]))
         return info
+
+
+@contextlib.contextmanager
+def _order_hint(base: nn.Module, motivated: nn.Module, names: tuple[str, str] | None):
+    """A map that does not fit because the base is the larger model says so first, then lists the tensors."""
+    try:
+        yield
+    except WeightsMapError as exc:
+        sizes = [sum(p.numel() for p in m.parameters()) for m in (base, motivated)]
+        if sizes[0] <= sizes[1]:
+            raise
+        base_name, motivated_name = names or ("the base", "the motivated model")
+        raise WeightsMapError(f"the base {base_name} ({sizes[0]:,} parameters) is larger than the motivated model "
+                              f"{motivated_name} ({sizes[1]:,}): give the smaller model first, e.g. "
+                              f"{motivated_name}:{base_name}. {exc}") from None

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from . import settings
+from . import checkpoint, settings
 from .data import FirstBatches, build_loaders
-from .evaluation import CalibrationBatches
+from .evaluation import CalibrationBatches, calibration_images
 from .families import parse_arch
 from .flops import pair_flops
 from .pair import MotivatedPair
-from .rundir import RunDir
+from .errors import ConfigError
+from .rundir import RunDir, RunLock
 from .trainer import History, Trainer
 
 
@@ -27,6 +28,15 @@ def run_dir_for(config) -> Path:
         _, base, motivated = parse_arch(config.arch)
         name = f"{base}-{motivated.replace(base.split('_')[0] + '_', '')}-{config.dataset or 'digits'}-s{config.seed}"
     return Path(config.output) / re.sub(r"[^\w.-]", "_", name)
+
+
+def _check_classes(config, info) -> None:
+    if info.num_classes < 2:
+        raise ConfigError(f"dataset {info.name} has {info.num_classes} class: classification needs at least 2")
+    if config.num_classes is not None and config.num_classes < info.num_classes:
+        raise ConfigError(f"--num-classes {config.num_classes} is fewer than the {info.num_classes} classes of "
+                          f"{info.name}: drop the flag (the default is the dataset's) or give at least "
+                          f"{info.num_classes}")
 
 
 def choose_device(config) -> torch.device:
@@ -69,16 +79,29 @@ class TrainRecipe:
                  record_extra: dict | None = None):
         self.config, self.explicit = config, frozenset(explicit)
         self.loaders, self.record_extra = loaders, dict(record_extra or {})
-        self.interrupted = False
+        self.interrupted = self.finished = False
+        self._lock: RunLock | None = None
 
     def setup(self) -> None:
+        """Check every setting, open the data and build the pair and Trainer; only then lock the run directory
+        and write into it. A new run never takes over a directory that holds one."""
         config = self.config
         if config.resume:
             saved = RunDir(config.resume).read_args()
             config = self.config = settings.resume_config(config, saved, self.explicit, config.resume)
+        settings.check_combinations(config)
         self.run_dir = run_dir_for(config)
+        RunLock(self.run_dir).check_free()
+        if not config.resume and RunDir(self.run_dir).holds_run():
+            run = shlex.quote(str(self.run_dir))
+            raise ConfigError(f"{self.run_dir} already holds a run; continue it with `fastmotive train --resume "
+                              f"{run}`, or start a new one with another --experiment (or --output)")
+        if config.resume and self._finished_epochs() >= config.epochs:
+            self.finished = True
+            return
         device = choose_device(config)
         self.train_batches, self.val_batches, self.info = open_data(config, device)
+        _check_classes(config, self.info)
         model_kwargs = model_kwargs_for(config, self.info)
         torch.manual_seed(config.seed)   # both models' initial weights depend on the seed only
         self.pair = build_pair(config, model_kwargs, device)
@@ -88,8 +111,11 @@ class TrainRecipe:
             self.train_batches, self.val_batches = self.loaders(self)
         self.calibration_batches = CalibrationBatches(self.train_batches)   # the whole split, not the budget
         self._apply_budget()
+        images = calibration_images(config.bn_calibrate, self.info.train_size)
+        config = self.config = settings.replace(config, bn_calibrate=images)   # args.yaml records the count
         self.trainer = Trainer(self.pair, config, output=self.run_dir,
                                flops=pair_flops(self.pair, self.info.img_size))   # metrics.json: FLOPs, F_{X-Y}
+        self._lock = RunLock(self.run_dir).acquire()
         if not config.resume:
             RunDir(self.run_dir).write_args({**settings.record(config), "model_kwargs": model_kwargs,
                                              **self.record_extra})
@@ -115,12 +141,24 @@ class TrainRecipe:
                 for p in self.pair.classifier(which).parameters():
                     p.zero_()
 
-    def train(self) -> History:
-        history = self.trainer.fit(self.train_batches, self.val_batches,
-                                   resume=self.run_dir if self.config.resume else None,
-                                   calibration_batches=self.calibration_batches)
-        self.interrupted = self.trainer.stop_requested
+    def _finished_epochs(self) -> int:
+        """Epochs the checkpoint of the run being resumed has completed."""
+        return int(checkpoint.load(RunDir(self.run_dir).checkpoint_path)["position"][0])
+
+    def train(self) -> History | None:
+        """Train (after `setup`); None when the resumed run had already finished (nothing is changed)."""
         run = shlex.quote(str(self.run_dir))
+        if self.finished:
+            print(f"{self.run_dir} has finished its {self.config.epochs} epochs; nothing to do (its files are "
+                  f"unchanged). Export it with: fastmotive export {run}")
+            return None
+        try:
+            history = self.trainer.fit(self.train_batches, self.val_batches,
+                                       resume=self.run_dir if self.config.resume else None,
+                                       calibration_batches=self.calibration_batches)
+        finally:
+            self._lock.release()
+        self.interrupted = self.trainer.stop_requested
         if self.interrupted:
             print(f"interrupted at step {self.trainer.step}; checkpoint written. "
                   f"Continue with: fastmotive train --resume {run}")

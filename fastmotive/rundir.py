@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 
 STEP_FIELDS = ["step", "epoch", "batch", "active", "loss", "lr", "images", "switched"]
 # How the CSV logs' text reads back: Python floats print as their shortest round-tripping repr, so a value
@@ -23,28 +23,33 @@ SUMMARY_INTS = ("epoch", "switches", "bn_calibration_images")
 
 
 class RunDir:
-    """A run's folder and its files; creates the folder."""
+    """A run's folder and its files; the folder is created by the first write, never by opening it."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
         self.checkpoint_path = self.path / "last.pt"
         self._step_log: _CsvAppender | None = None   # steps.csv, open while rows arrive
 
+    def holds_run(self) -> bool:
+        """Whether a run was started here (its args.yaml or checkpoint exists)."""
+        return (self.path / "args.yaml").exists() or self.checkpoint_path.exists()
+
     def write_args(self, args: dict) -> None:
         args = dict(args, git_commit=_git_commit())
+        self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
 
     def read_args(self) -> dict:
         path = self.path / "args.yaml"
         if not path.is_file():
-            raise FileNotFoundError(f"{path} not found: {self.path} is not a fastmotive run directory")
+            raise CheckpointError(f"{self.path} is not a fastmotive run directory (no args.yaml there)")
         return yaml.safe_load(path.read_text())
 
     def log_step(self, record: dict) -> None:
         """Append a row to steps.csv. The file stays open (opening it per row cost more than the rest of the
         loop's bookkeeping) and each row is flushed, so a killed run leaves every row it logged."""
         if self._step_log is None:
+            self.path.mkdir(parents=True, exist_ok=True)
             self._step_log = _CsvAppender(self.path / "steps.csv", STEP_FIELDS)
         self._step_log.write(record)
 
@@ -55,6 +60,7 @@ class RunDir:
             self._step_log = None
 
     def log_epoch(self, row: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
         _append_csv(self.path / "summary.csv", row, list(row))
 
     def rewrite_logs(self, history) -> None:
@@ -105,6 +111,61 @@ class RunDir:
         if steps:
             plot_run(steps, epochs, self.path / "plot.png")
         return metrics
+
+
+class RunLock:
+    """``.lock`` in a run directory, holding the training process's PID: a second process is refused while
+    the first lives; the lock of a process that died (kill -9, power loss) is stale and taken over."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.file = Path(path) / ".lock"
+
+    def check_free(self) -> None:
+        """Raise ConfigError if a live process holds the lock (a stale one is ignored)."""
+        owner = _lock_owner(self.file) if self.file.exists() else None
+        if owner is not None and owner != os.getpid() and _alive(owner):
+            raise ConfigError(f"{self.file.parent} is in use by another fastmotive process (PID {owner}); "
+                              "wait for it, or use another --experiment")
+
+    def acquire(self) -> RunLock:
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):   # a stale lock is removed once, then created afresh
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = _lock_owner(self.file)
+                if owner is not None and _alive(owner):
+                    raise ConfigError(f"{self.file.parent} is in use by another fastmotive process (PID {owner}); "
+                                      "wait for it, or use another --experiment") from None
+                self.file.unlink(missing_ok=True)
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return self
+        raise ConfigError(f"could not lock {self.file.parent}: another process keeps creating {self.file.name}")
+
+    def release(self) -> None:
+        if _lock_owner(self.file) == os.getpid():
+            self.file.unlink(missing_ok=True)
+
+
+def _lock_owner(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # alive, owned by someone else
+        return True
+    return True
 
 
 class _CsvAppender:

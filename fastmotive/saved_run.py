@@ -53,10 +53,10 @@ def evaluate_run(run_dir, images: int | None = None, device=None) -> dict:
     (default: the run's --bn-calibrate); written to the run directory's eval.json as well."""
     import json
 
-    from .evaluation import CalibrationBatches, evaluate_pair
+    from .evaluation import CalibrationBatches, calibration_images, evaluate_pair
     run = open_run(run_dir, device)
-    images = run.config.bn_calibrate if images is None else images
     train, val, info = run.open_data()
+    images = calibration_images(run.config.bn_calibrate if images is None else images, info.train_size)
     if run.config.val_batches:
         from .data import FirstBatches
         val = FirstBatches(val, run.config.val_batches)

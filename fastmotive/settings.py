@@ -54,6 +54,21 @@ def _finite_positive(x) -> bool:
     return math.isfinite(x) and x > 0
 
 
+def _device(name) -> bool:
+    import torch
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available()
+                                   and (device.index is None or device.index < torch.cuda.device_count()))
+
+
+def _experiment_name(name) -> bool:
+    # one folder inside --output: no separators, not . or .., and short enough for any file system
+    return name not in (".", "..") and "/" not in name and "\\" not in name and 0 < len(name.encode()) <= 200
+
+
 def _condition(spec) -> bool:
     from .conditions import parse_condition
     try:
@@ -110,16 +125,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("condition", "streak:2", "streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | always",
             str, check=_condition, expect="streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | "
             "always (K >= 1 and N >= 0 integers, P in [0, 1])"),
-    Setting("bn_calibrate", 2000, "before each evaluation and at export, re-estimate both models' BatchNorm "
-            "statistics from this many training images (0: off, the paper's raw statistics; see "
-            "docs/architecture.md)", int, check=lambda x: x >= 0, expect="an integer >= 0", evaluation_only=True),
+    Setting("bn_calibrate", None, "before each evaluation and at export, re-estimate both models' BatchNorm "
+            "statistics from this many training images (default: a tenth of the training split, at most 2000; "
+            "0: off, the paper's raw statistics; see docs/architecture.md)", int, check=lambda x: x is None or x >= 0,
+            expect="an integer >= 0", evaluation_only=True),
     Setting("bn_buffers", "copy", "copy: a switch moves BatchNorm running statistics with the weights (the "
             "paper); keep: each model keeps its own, only weights and optimizer state move", str,
             choices=("copy", "keep")),
     Setting("seed", 0, "seeds the data order, the initial weights and random conditions", int),
     # run
     Setting("output", "output/train", "parent folder of run directories", str, "run", saved=False),
-    Setting("experiment", None, "run directory name (default: arch-dataset-seed)", str, "run", saved=False),
+    Setting("experiment", None, "run directory name (default: arch-dataset-seed)", str, "run", saved=False,
+            check=_experiment_name, expect="a folder name inside --output (no / or .., at most 200 bytes)"),
     Setting("resume", None, "continue the run in this directory", str, "run", saved=False),
     Setting("checkpoint_every", 0, "also checkpoint every N steps", int, "run", saved=False,
             check=lambda x: x >= 0, expect="an integer >= 0"),
@@ -127,7 +144,8 @@ SETTINGS: tuple[Setting, ...] = (
             expect="a positive integer"),
     Setting("log_interval", 50, "print a line every N steps when the progress bar is off", int, "run", saved=False,
             check=_positive, expect="a positive integer"),
-    Setting("device", None, "cpu, cuda, cuda:1 (default: cuda if available)", str, "run", saved=False),
+    Setting("device", None, "cpu, cuda, cuda:1 (default: cuda if available)", str, "run", saved=False,
+            check=_device, expect="cpu, or cuda / cuda:N on a machine with that GPU"),
     Setting("amp", False, "bf16 autocast", None, "run"),
     Setting("channels_last", False, "feed inputs in channels-last memory format", None, "run"),
     Setting("compile", None, "torch.compile both models (mode: default, reduce-overhead, max-autotune)", str, "run",
@@ -259,6 +277,18 @@ def _has_type(value, kind) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, kind)
+
+
+def check_combinations(config) -> None:
+    """Settings that are valid alone but contradict each other; one ConfigError lists every clash."""
+    clashes = []
+    if config.warmup_epochs > config.epochs:
+        clashes.append(f"--warmup-epochs {config.warmup_epochs} is longer than --epochs {config.epochs}: the run "
+                       "would end before the learning rate reaches --lr")
+    if config.sched == "cosine" and config.min_lr > config.lr:
+        clashes.append(f"--min-lr {config.min_lr} is above --lr {config.lr}")
+    if clashes:
+        raise ConfigError("; ".join(clashes))
 
 
 # -- resume -----------------------------------------------------------------------------------------------

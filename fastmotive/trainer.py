@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from . import checkpoint, settings
 from .conditions import Condition, Signal, parse_condition
 from .errors import TrainingDivergedError
-from .evaluation import CalibrationBatches, evaluate, evaluate_pair
+from .evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
 from .interrupt import StopOnSigint
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MODELS, MotivatedPair
@@ -132,6 +132,7 @@ class Trainer:
         n = len(train_batches)
         schedule, holdout = self._schedule(epochs, n), self._holdout_batch(train_batches, val_batches)
         self._calibration = calibration_batches or CalibrationBatches(train_batches)
+        self._calibration_images = calibration_images(c.bn_calibrate, n * c.batch_size)
         t0, images_before = time.perf_counter(), self.state.images
         self._sigint = StopOnSigint()
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
@@ -204,7 +205,7 @@ class Trainer:
         self.pair.switch_to("base")   # no-op when the base is active
         row = self.state.end_epoch(wall_s)
         if val_batches is not None:
-            row.update(evaluate_pair(self.pair, val_batches, self._calibration, self.config.bn_calibrate,
+            row.update(evaluate_pair(self.pair, val_batches, self._calibration, self._calibration_images,
                                      self.forward))
         self.history.epochs.append(row)
         if self.run is not None:

@@ -156,3 +156,18 @@ def test_eval_of_a_run_without_batchnorm_reports_raw_figures(tmp_path):
     metrics = json.loads((Path(tmp_path) / "v" / "metrics.json").read_text())
     assert metrics["bn_calibration_images"] == 0
     assert metrics["base_top1"] == metrics["base_top1_raw"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_calibrated_statistics_on_the_gpu_match_the_cpu():
+    from fastmotive.bn_calibration import batchnorm_layers, calibrate_bn
+    cpu = cifar_resnet("resnet20", num_classes=10)
+    gpu = cifar_resnet("resnet20", num_classes=10).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    data = batches(4, 5)
+    calibrate_bn(cpu, data, 60)
+    calibrate_bn(gpu, [(x.cuda(), y.cuda()) for x, y in data], 60)
+    for a, b in zip(batchnorm_layers(cpu), batchnorm_layers(gpu)):
+        torch.testing.assert_close(b.running_mean.cpu(), a.running_mean, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b.running_var.cpu(), a.running_var, rtol=1e-4, atol=1e-5)

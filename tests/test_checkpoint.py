@@ -17,7 +17,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(checkpoint.CheckpointError, match="No space"):   # one line for the user, errno text kept
         checkpoint.save_atomic({"x": torch.zeros(3)}, path)
     assert path.read_bytes() == good
     assert list(tmp_path.iterdir()) == [path]   # no temporary file left behind

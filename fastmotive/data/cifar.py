@@ -67,9 +67,9 @@ def _cifar_split(paths: list[Path], label_key: bytes, num_classes: int, layout: 
     for path in paths:
         d = _load_pickle(path, layout)
         missing = [k.decode() for k in (b"data", label_key) if k not in d]
-        if missing:
-            raise DataError(f"{path}: pickle lacks key(s) {missing} (has {sorted(k for k in d)}); "
-                            f"expected layout: {layout}")
+        if missing:   # name keys with their type: str keys look the same as the bytes keys CIFAR uses
+            raise DataError(f"{path}: pickle lacks key(s) {missing} (has {sorted(map(repr, d))}; CIFAR's keys are "
+                            f"bytes); expected layout: {layout}")
         data = np.asarray(d[b"data"])
         if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
             raise DataError(f"{path}: b'data' must be uint8 [N, 3072], got {data.dtype} {list(data.shape)}")

@@ -154,6 +154,9 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{path}: truncated idx file ({len(data)} bytes, header needs {header})")
     dims = struct.unpack(f">{ndim}I", data[4:header])
+    if ndim == 3 and 0 in dims[1:]:
+        raise DataError(f"{path}: the header promises {dims[1]}x{dims[2]}-pixel images: an image needs at least "
+                        "one pixel")
     expected = header + int(np.prod(dims))
     if len(data) != expected:
         raise DataError(f"{path}: {'truncated' if len(data) < expected else 'oversized'} idx file: "

@@ -67,7 +67,7 @@ def run_state(config, record_extra: dict | None = None, this: str = "this compar
             return "done", metrics
     if (run_dir / "last.pt").is_file():
         return "resume", None
-    for name in ("steps.csv", "summary.csv", "metrics.json"):
+    for name in ("steps.csv", "summary.csv", "metrics.json", "args.yaml"):   # a start that never checkpointed
         (run_dir / name).unlink(missing_ok=True)
     return "new", None
 
@@ -77,8 +77,8 @@ def reevaluated(run_dir: Path, metrics: dict, config) -> dict:
     with another --bn-calibrate): metrics.json and args.yaml are updated, nothing is retrained."""
     run = RunDir(run_dir)
     saved = run.read_args()
-    if "base_top1_raw" in metrics and saved.get("bn_calibrate") == config.bn_calibrate:
-        return metrics
+    if "base_top1_raw" in metrics and config.bn_calibrate in (None, saved.get("bn_calibrate")):
+        return metrics   # measured with the run's own count (the default, or the same --bn-calibrate)
     from ..saved_run import evaluate_run
     print(f"  re-evaluating {run_dir} with --bn-calibrate {config.bn_calibrate}")
     figures = evaluate_run(run_dir, config.bn_calibrate)

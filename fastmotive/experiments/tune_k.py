@@ -74,13 +74,14 @@ def tune_k(base, ks: list[int], folds: int = 5, rule: str = "streak") -> dict | 
                               "2 folds")
     if rule not in RULES:
         raise ExperimentError(f"--rule {rule!r}: tune-k tunes the k of {', '.join(RULES)}")
+    raw = read_dataset(base.dataset, base.data_dir)
+    _check_folds(raw, folds)
     folder = experiment_folder(base, "tune-k")
     runs = {(k, fold): (_config(base, folder, rule, k, fold), {"fold": fold, "folds": folds})
             for k in ks for fold in range(folds)}
     for config, extra in runs.values():   # refuse a folder of other settings before training anything
         check_settings(config, extra, THIS)
     write_settings(folder, "tune-k", {"ks": ks, "folds": folds, "rule": rule}, base, drop=("condition", "resume"))
-    raw = read_dataset(base.dataset, base.data_dir)
     results = []
     for k in ks:
         fold_metrics = []
@@ -95,6 +96,18 @@ def tune_k(base, ks: list[int], folds: int = 5, rule: str = "streak") -> dict | 
                "chosen_k": choose_k(results)}
     print(write_tune_k_report(folder, summary), end="")
     return summary
+
+
+def _check_folds(raw, folds: int) -> None:
+    """Stratified folds need every class in every fold: at most as many folds as the rarest class has images."""
+    import numpy as np
+    labels = getattr(raw.train, "labels", None)
+    if labels is None:
+        return   # a folder of files: fold_loaders refuses it with its own message
+    rarest = int(np.bincount(np.asarray(labels)).min())
+    if folds > rarest:
+        raise ExperimentError(f"--folds {folds}: the rarest class of {raw.name}'s training set has {rarest} images, "
+                              f"so at most {rarest} stratified folds are possible")
 
 
 def _config(base, folder, rule: str, k: int, fold: int):

@@ -122,6 +122,9 @@ def parse_arch(spec: str) -> Arch:
         if not family.pattern.fullmatch(motivated_name):
             raise ArchSpecError(f"arch spec {spec!r}: {second!r} is not a member of family {family.name} "
                                 f"(members: {', '.join(family.members)}). Spec syntax: {SPEC_SYNTAX}")
+    if motivated_name == base_name:
+        raise ArchSpecError(f"arch spec {spec!r} names {base_name} twice: the motivated model must be a larger "
+                            f"member of {family.name} (members: {', '.join(family.members)})")
     return Arch(family, base_name, motivated_name)
 
 
