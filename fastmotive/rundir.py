@@ -121,11 +121,18 @@ class RunLock:
         self.file = Path(path) / ".lock"
 
     def check_free(self) -> None:
-        """Raise ConfigError if a live process holds the lock (a stale one is ignored)."""
-        owner = _lock_owner(self.file) if self.file.exists() else None
-        if owner is not None and owner != os.getpid() and _alive(owner):
-            raise ConfigError(f"{self.file.parent} is in use by another fastmotive process (PID {owner}); "
-                              "wait for it, or use another --experiment")
+        """Raise ConfigError if another live process holds the lock (a stale one is ignored)."""
+        owner = self._live_owner()
+        if owner is not None and owner != os.getpid():
+            self._refuse(owner)
+
+    def _live_owner(self) -> int | None:
+        owner = _lock_owner(self.file)
+        return owner if owner is not None and _alive(owner) else None
+
+    def _refuse(self, owner: int):
+        raise ConfigError(f"{self.file.parent} is in use by another fastmotive process (PID {owner}); "
+                          "wait for it, or use another --experiment") from None
 
     def acquire(self) -> RunLock:
         self.file.parent.mkdir(parents=True, exist_ok=True)
@@ -133,10 +140,9 @@ class RunLock:
             try:
                 fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
-                owner = _lock_owner(self.file)
-                if owner is not None and _alive(owner):
-                    raise ConfigError(f"{self.file.parent} is in use by another fastmotive process (PID {owner}); "
-                                      "wait for it, or use another --experiment") from None
+                owner = self._live_owner()
+                if owner is not None:
+                    self._refuse(owner)
                 self.file.unlink(missing_ok=True)
                 continue
             with os.fdopen(fd, "w") as f:

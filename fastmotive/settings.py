@@ -295,24 +295,19 @@ def check_combinations(config) -> None:
 
 def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
     """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused."""
-    saved_names = [s.name for s in SETTINGS if s.saved and s.name in saved]
+    taken = [s.name for s in SETTINGS if s.saved and s.name in saved]
     clashes = [f"{BY_NAME[k].flag} {getattr(config, k)!r} (the run has {saved[k]!r})"
-               for k in saved_names if k in explicit and saved[k] != getattr(config, k)]
+               for k in taken if k in explicit and saved[k] != getattr(config, k)]
     if clashes:
         raise ConfigError(f"--resume {run_dir}: these flags differ from the run's args.yaml: {'; '.join(clashes)}. "
                           "Resume without them, or start a new run")
-    return dataclasses.replace(config, **{k: saved[k] for k in saved_names})
+    return dataclasses.replace(config, **{k: saved[k] for k in taken})
 
 
-def differences(config, saved: dict, names, this: str = "this one") -> list[str]:
-    """'name: run has X, <this> Y' for each of `names` where a saved run differs from `config` (a TrainConfig
-    or a dict)."""
-    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
-    return [f"{k}: run has {saved.get(k)!r}, {this} {get(k)!r}" for k in names if saved.get(k) != get(k)]
-
-
-def saved_names() -> tuple[str, ...]:
-    return tuple(s.name for s in SETTINGS if s.saved)
+def differences(expected: dict, saved: dict, names, this: str = "this one") -> list[str]:
+    """'name: run has X, <this> Y' for each of `names` where a saved run differs from `expected`."""
+    return [f"{k}: run has {saved.get(k)!r}, {this} {expected.get(k)!r}" for k in names
+            if saved.get(k) != expected.get(k)]
 
 
 def training_names() -> tuple[str, ...]:
