@@ -78,6 +78,37 @@ def _condition(spec) -> bool:
     return True
 
 
+def _augment_policy(spec) -> bool:
+    from .data.augment_policy import parse_policy
+    try:
+        parse_policy(spec)
+    except ConfigError:
+        return False
+    return True
+
+
+def _member_rates(spec) -> bool:
+    try:
+        parse_member_rates(spec)
+    except ConfigError:
+        return False
+    return True
+
+
+def parse_member_rates(spec):
+    """``--drop``/``--drop-path``: None, "auto", or (base rate, motivated rate) from "R" or "B:M"."""
+    if spec is None or spec == "auto":
+        return spec
+    parts = str(spec).split(":")
+    try:
+        rates = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{spec!r} is not a rate, BASE:MOTIVATED or auto") from None
+    if len(rates) not in (1, 2) or not all(0 <= r < 1 for r in rates):
+        raise ConfigError(f"{spec!r}: expected one rate or BASE:MOTIVATED, each in [0, 1)")
+    return rates * 2 if len(rates) == 1 else rates
+
+
 SETTINGS: tuple[Setting, ...] = (
     # model and data
     Setting("arch", DEFAULT_ARCH, "BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32", str, "model and data"),
@@ -90,7 +121,7 @@ SETTINGS: tuple[Setting, ...] = (
             expect="a positive integer"),
     Setting("num_classes", None, "default: the dataset's", int, "model and data", check=_positive,
             expect="a positive integer"),
-    Setting("no_flip", False, "no random horizontal flip", None, "model and data"),
+    Setting("no_flip", False, "no random horizontal flip (as --hflip 0)", None, "model and data"),
     Setting("skip_bad_images", False, "skip image files that fail to decode (counted)", None, "model and data",
             saved=False),
     Setting("workers", 2, "data workers / DALI threads", int, "model and data", short="-j", saved=False,
@@ -103,6 +134,51 @@ SETTINGS: tuple[Setting, ...] = (
             expect="a positive integer"),
     Setting("val_batches", None, "evaluate on the first N validation batches only", int, "model and data",
             check=_positive, expect="a positive integer"),
+    # augmentation (timm's flag names; training batches only; docs/data.md)
+    Setting("aa", None, "auto-augmentation: rand-m9-n2-mstd0.5 (timm RandAugment), original or v0 (timm "
+            "AutoAugment), cifar10 (torchvision's CIFAR-10 AutoAugment policy)", str, "augmentation",
+            check=_augment_policy, expect="rand-m<M>-n<N>[-mstd<S>]..., original, originalr, v0, v0r or cifar10"),
+    Setting("hflip", None, "probability of a horizontal flip (default: 0.5, 0 for digit datasets)", float,
+            "augmentation", check=lambda x: x is None or 0 <= x <= 1, expect="in [0, 1]"),
+    Setting("scale", (0.08, 1.0), "random-resized crop area range (image folders)", float, "augmentation",
+            nargs=2, check=lambda v: 0 < v[0] <= v[1] <= 1, expect="two numbers 0 < MIN <= MAX <= 1"),
+    Setting("ratio", (3 / 4, 4 / 3), "random-resized crop aspect-ratio range (image folders)", float,
+            "augmentation", nargs=2, check=lambda v: 0 < v[0] <= v[1], expect="two numbers 0 < MIN <= MAX"),
+    Setting("aug_repeats", 0, "repeated augmentation: each image appears this many times per epoch, each with "
+            "its own augmentation (timm's --aug-repeats; 0 off)", int, "augmentation",
+            check=lambda x: x == 0 or x >= 2, expect="0 or an integer >= 2"),
+    Setting("reprob", 0.0, "random erasing probability per image", float, "augmentation",
+            check=lambda x: 0 <= x <= 1, expect="in [0, 1]"),
+    Setting("remode", "pixel", "random erasing fill: const, rand (per channel) or pixel (per pixel)", str,
+            "augmentation", choices=("const", "rand", "pixel")),
+    Setting("recount", 1, "random erasing: boxes per erased image", int, "augmentation", check=_positive,
+            expect="a positive integer"),
+    Setting("mixup", 0.0, "Mixup alpha (0 off)", float, "augmentation", check=_non_negative,
+            expect="a number >= 0"),
+    Setting("cutmix", 0.0, "CutMix alpha (0 off)", float, "augmentation", check=_non_negative,
+            expect="a number >= 0"),
+    Setting("cutmix_minmax", None, "CutMix box size range as fractions of the image (overrides --cutmix's alpha)",
+            float, "augmentation", nargs=2, check=lambda v: v is None or 0 < v[0] <= v[1] <= 1,
+            expect="two numbers 0 < MIN <= MAX <= 1"),
+    Setting("mixup_prob", 1.0, "probability of mixing a batch", float, "augmentation",
+            check=lambda x: 0 <= x <= 1, expect="in [0, 1]"),
+    Setting("mixup_switch_prob", 0.5, "probability of CutMix rather than Mixup when both are on", float,
+            "augmentation", check=lambda x: 0 <= x <= 1, expect="in [0, 1]"),
+    Setting("mixup_mode", "batch", "one draw per batch, per pair or per element", str, "augmentation",
+            choices=("batch", "pair", "elem")),
+    Setting("mixup_off_epoch", 0, "no Mixup/CutMix from this epoch on (0: never off)", int, "augmentation",
+            check=lambda x: x >= 0, expect="an integer >= 0"),
+    Setting("bce_loss", False, "binary cross-entropy on the (soft) targets instead of cross-entropy (timm's RSB "
+            "recipes)", None, "augmentation"),
+    # regularization
+    Setting("drop", None, "dropout before the classifier: one rate for both, BASE:MOTIVATED, or auto (each "
+            "member's own published rate; efficientnet_b0 0.2, b2 0.3); default: the model's constructor default",
+            str, "regularization", check=_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
+    Setting("drop_path", None, "stochastic depth rate: one for both, BASE:MOTIVATED, or auto (each member's own)",
+            str, "regularization", check=_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
+    Setting("initial_checkpoint", None, "start from trained weights: an exported .safetensors file, or "
+            "RUN_DIR:base / RUN_DIR:motivated; the classifier is dropped when --num-classes differs", str,
+            "regularization"),
     # optimization
     Setting("batch_size", 32, "images per batch", int, short="-b", check=_positive, expect="a positive integer"),
     Setting("opt", "adamw", "sgd, adamw, rmsprop, rmsproptf, lamb", str,
@@ -112,8 +188,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("weight_decay", 0.05, "weight decay (skips 1-D tensors unless --decay-1d)", float, check=_non_negative,
             expect="a finite number >= 0"),
     Setting("decay_1d", False, "also weight-decay 1-D tensors (biases, norms)"),
+    Setting("opt_eps", None, "optimizer epsilon (default: the optimizer's)", float, check=_positive,
+            expect="a number > 0"),
+    Setting("opt_betas", None, "AdamW / LAMB betas", float, nargs=2, check=lambda v: v is None or
+            all(0 <= b < 1 for b in v), expect="two numbers in [0, 1)"),
+    Setting("clip_grad", None, "clip gradients: max norm (--clip-mode norm), max value (value) or AGC factor "
+            "(agc)", float, check=_positive, expect="a number > 0"),
+    Setting("clip_mode", "norm", "gradient clipping mode", str, choices=("norm", "value", "agc")),
+    Setting("grad_accum_steps", 1, "batches accumulated per optimizer step (the condition sees one loss per "
+            "optimizer step; switches happen between optimizer steps)", int, check=_positive,
+            expect="a positive integer"),
     Setting("sched", "cosine", "cosine, step, constant", str, choices=("cosine", "step", "constant")),
     Setting("warmup_epochs", 1.0, "epochs of linear warmup", float, check=_non_negative, expect="a number >= 0"),
+    Setting("warmup_lr", 0.0, "lr at the start of the warmup", float, check=_non_negative, expect="a number >= 0"),
+    Setting("warmup_prefix", False, "the decay starts counting after the warmup (timm's --warmup-prefix)"),
     Setting("decay_epochs", 30.0, "step schedule: epochs between decays", float, check=_finite_positive,
             expect="a number > 0"),
     Setting("decay_rate", 0.1, "step schedule: lr factor per decay", float, check=_finite_positive,
@@ -152,6 +240,19 @@ SETTINGS: tuple[Setting, ...] = (
             choices=("default", "reduce-overhead", "max-autotune"), nargs="?", const="default"),
     Setting("switch_backend", None, "triton, torch or naive (default: the device's)", str, "run", saved=False,
             choices=("triton", "torch", "naive")),
+    Setting("log_tensorboard", False, "also write TensorBoard event files into the run directory", None, "run",
+            saved=False),
+    Setting("log_wandb", False, "also log to Weights & Biases (offline unless WANDB_MODE says otherwise; needs "
+            "pip install 'fastmotive[wandb]')", None, "run", saved=False),
+    # distributed (docs/distributed.md)
+    Setting("nproc", None, "start this many processes on this machine (torchrun's --nproc_per_node)", int,
+            "distributed", saved=False, check=_positive, expect="a positive integer"),
+    Setting("sync_bn", False, "SyncBatchNorm across processes", None, "distributed"),
+    Setting("dist_bn", "reduce", "BatchNorm statistics across processes before evaluation and checkpoints: "
+            "reduce (average), broadcast (rank 0's) or none", str, "distributed",
+            choices=("reduce", "broadcast", "none")),
+    Setting("check_sync", 0, "every N steps, check that every process holds the same weights (0: off)", int,
+            "distributed", saved=False, check=lambda x: x >= 0, expect="an integer >= 0"),
     Setting("no_progress", False, "no progress bar (a log line every --log-interval steps instead)", None, "run",
             saved=False),
 )
@@ -167,7 +268,13 @@ def replace(config, **changes):
     """A copy of `config` with `changes`, each checked as a flag would be."""
     for name, value in changes.items():
         _check(name, value, origin=f"{name}=")
-    return dataclasses.replace(config, **changes)
+    return dataclasses.replace(config, **_frozen(changes))
+
+
+def _frozen(values: dict) -> dict:
+    """Multi-value settings as tuples (argparse and YAML give lists), so the config stays hashable and a
+    saved value compares equal to a given one."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
 
 
 def checked(config):
@@ -179,8 +286,8 @@ def checked(config):
 
 
 def record(config) -> dict:
-    """The settings as plain values, for args.yaml."""
-    return dataclasses.asdict(config)
+    """The settings as plain values, for args.yaml (tuples as lists: YAML's safe dumper has no tuples)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}
 
 
 # -- command line and YAML --------------------------------------------------------------------------------
@@ -242,7 +349,7 @@ def from_namespace(args: argparse.Namespace):
     values = {s.name: getattr(args, s.name, s.default) for s in SETTINGS}
     for name, value in values.items():
         _check(name, value, origin=BY_NAME[name].flag)
-    return TrainConfig(**values)
+    return TrainConfig(**_frozen(values))
 
 
 def from_record(saved: dict, source: str = "args.yaml"):
@@ -251,7 +358,7 @@ def from_record(saved: dict, source: str = "args.yaml"):
     values = {s.name: saved.get(s.name, s.default) for s in SETTINGS}
     for name, value in values.items():
         _check(name, value, origin=f"{source}: {name}:")
-    return TrainConfig(**values)
+    return TrainConfig(**_frozen(values))
 
 
 def _check(name: str, value, origin: str) -> None:
@@ -263,6 +370,10 @@ def _check(name: str, value, origin: str) -> None:
     if s.type is None:
         ok = isinstance(value, bool)
         expect = "true or false"
+    elif isinstance(s.nargs, int):   # a fixed number of values, e.g. --scale MIN MAX
+        ok = isinstance(value, (list, tuple)) and len(value) == s.nargs and \
+             all(_has_type(v, s.type) for v in value) and (s.check is None or s.check(value))
+        expect = s.expect
     else:
         ok = _has_type(value, s.type) and (s.choices is None or value in s.choices) and \
              (s.check is None or s.check(value))
@@ -295,6 +406,7 @@ def check_combinations(config) -> None:
 
 def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
     """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused."""
+    saved = _frozen(saved)
     taken = [s.name for s in SETTINGS if s.saved and s.name in saved]
     clashes = [f"{BY_NAME[k].flag} {getattr(config, k)!r} (the run has {saved[k]!r})"
                for k in taken if k in explicit and saved[k] != getattr(config, k)]
@@ -317,4 +429,4 @@ def training_names() -> tuple[str, ...]:
 
 def with_defaults(saved: dict) -> dict:
     """A run's args.yaml with the settings it predates at their defaults (the behaviour it was trained with)."""
-    return {**{s.name: s.default for s in SETTINGS}, **saved}
+    return {**record(TrainConfig()), **saved}
