@@ -53,7 +53,7 @@ def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def _check_pair(base: nn.Module, motivated: nn.Module) -> tuple[torch.dtype, torch.device]:
+def _check_pair(base: nn.Module, motivated: nn.Module | None) -> tuple[torch.dtype, torch.device]:
     """One floating dtype for all parameters, one device for everything; else name the tensor at fault."""
     first = next(iter(base.parameters()), None)
     if first is None:
@@ -62,6 +62,8 @@ def _check_pair(base: nn.Module, motivated: nn.Module) -> tuple[torch.dtype, tor
     if not dtype.is_floating_point:
         raise ArenaError(f"parameters must be floating point, got {dtype}")
     for model_name, model in zip(MODELS, (base, motivated)):
+        if model is None:
+            continue
         for name, p in model.named_parameters():
             if p.dtype != dtype:
                 raise ArenaError(f"{model_name} parameter {name!r} is {p.dtype} but the arena dtype is {dtype} "
@@ -76,11 +78,12 @@ def _check_pair(base: nn.Module, motivated: nn.Module) -> tuple[torch.dtype, tor
 
 
 class Arena:
-    """Packs two models into one flat buffer and keeps their tensors as views into it."""
+    """Packs two models (or one: `motivated` None, a single-model run) into one flat buffer and keeps their
+    tensors as views into it."""
 
-    def __init__(self, base: nn.Module, motivated: nn.Module, state_rows: int = 2):
+    def __init__(self, base: nn.Module, motivated: nn.Module | None, state_rows: int = 2):
         self.dtype, device = _check_pair(base, motivated)
-        self.models = {"base": base, "motivated": motivated}
+        self.models = {"base": base} if motivated is None else {"base": base, "motivated": motivated}
         self.slots: dict[tuple[str, str], Slot] = {}
         self.segment_bounds: dict[str, tuple[int, int]] = {}
         cursor = 0
@@ -88,7 +91,7 @@ class Arena:
         # check compares storage offsets in elements, not bytes, so an int64 alias placed after the fp32
         # parameters would seem to overlap one of them (its element offset is half its fp32 column).
         for kind, foreign in (("buffer", True), ("param", False), ("buffer", False)):
-            for model_name in MODELS:
+            for model_name in self.models:
                 start = cursor
                 cursor = self._place(model_name, kind, cursor, foreign)
                 if kind == "param":

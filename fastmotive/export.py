@@ -22,7 +22,8 @@ from .saved_run import SavedRun, open_run
 
 
 def export_run(run_dir, output=None, bn_calibrate: int | None = None) -> list[Path]:
-    """Write ``base.safetensors``, ``motivated.safetensors`` and ``config.json`` from a run's checkpoint.
+    """Write ``base.safetensors``, ``motivated.safetensors`` (not for a single-model run) and ``config.json``
+    from a run's checkpoint.
 
     Args:
         run_dir: the run directory. output: where to write (default: RUN_DIR/export).
@@ -37,7 +38,7 @@ def export_run(run_dir, output=None, bn_calibrate: int | None = None) -> list[Pa
     config = {"arch": arch, "family": pair.family.name, "run": str(run.path), "step": run.step,
               "stopped_in_episode": run.stopped_in_episode, "bn_calibration": calibration}
     paths = []
-    for which, name in zip(MODELS, pair.names):
+    for which, name in zip(pair.members, pair.names):
         tensors = {k: v.detach().contiguous().cpu().clone() for k, v in pair.model(which).state_dict().items()}
         path = out / f"{which}.safetensors"
         save_file(tensors, path, metadata={"model": name, "arch": arch, "fastmotive_model": which})
@@ -53,7 +54,8 @@ def _calibrate(run: SavedRun, setting: int | None) -> dict:
         return {"images": 0}
     train, _, info = run.open_data()
     images = calibration_images(setting, info.train_size)
-    used = {which: calibrate_bn(run.pair.model(which), CalibrationBatches(train), images) for which in MODELS}
+    used = {which: calibrate_bn(run.pair.model(which), CalibrationBatches(train), images)
+            for which in run.pair.members}
     return {"images": max(u.images for u in used.values()), "requested": images, "split": "train",
             "augmentation": "the run's training augmentation", "calibration_epoch": CALIBRATION_EPOCH,
             "seed": run.config.seed, "layers": {which: u.layers for which, u in used.items()}}
@@ -65,5 +67,7 @@ def load_exported(export_dir, which: str = "base") -> torch.nn.Module:
         raise ValueError(f"unknown model {which!r}; choices: {', '.join(MODELS)}")
     export_dir = Path(export_dir)
     config = json.loads((export_dir / "config.json").read_text())
+    if which not in config:
+        raise ValueError(f"{export_dir} holds no {which} model (a single-model run exports its model as base)")
     entry = config[which]
     return get_family(config["family"]).load_exported(entry["model"], export_dir / entry["file"], entry["kwargs"])

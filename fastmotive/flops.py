@@ -100,9 +100,9 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
 
 
 def pair_flops(pair, img_size: int | tuple[int, int], in_chans: int = 3) -> dict[str, FlopCount]:
-    """`model_flops` of both members of a MotivatedPair: {"base": ..., "motivated": ...}."""
-    return {"base": model_flops(pair.base, img_size, in_chans),
-            "motivated": model_flops(pair.motivated, img_size, in_chans)}
+    """`model_flops` of each member of a MotivatedPair: {"base": ..., "motivated": ...} ("base" alone for a
+    single model)."""
+    return {m: model_flops(pair.model(m), img_size, in_chans) for m in pair.members}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -140,15 +140,16 @@ def average_train_flops(steps: Iterable[dict], base_flops: float, motivated_flop
 
 def run_flops(steps: list[dict], flops: dict[str, FlopCount]) -> dict:
     """The FLOPs figures every run records in metrics.json (see `RunDir.write_metrics`)."""
-    base, motivated = flops["base"].total, flops["motivated"].total
+    base = flops["base"].total
+    motivated = flops["motivated"].total if "motivated" in flops else None   # None: a single model
     n_motivated = sum(int(s["images"]) for s in steps if s["active"] == "motivated")
     n_all = sum(int(s["images"]) for s in steps)
     return {
         "flops_convention": FLOPS_CONVENTION,
         "base_flops": base, "motivated_flops": motivated,
-        "train_flops_per_image": average_train_flops(steps, base, motivated) if steps else None,  # F_{X-Y}
+        "train_flops_per_image": average_train_flops(steps, base, motivated or base) if steps else None,  # F_{X-Y}
         "motivated_image_fraction": n_motivated / n_all if n_all else None,
-        "flops_skipped_ops": {"base": flops["base"].skipped, "motivated": flops["motivated"].skipped},
+        "flops_skipped_ops": {m: count.skipped for m, count in flops.items()},
     }
 
 

@@ -26,6 +26,9 @@ __all__ = ["MODELS", "MotivatedPair"]
 class MotivatedPair:
     """Two models of one family, the weights map between them, one flat arena and the switch.
 
+    A single-model run (``--arch resnet50``, no colon) is a pair with one member: `motivated` is None, the arena
+    holds the base alone, `members` is ``("base",)`` and there is nothing to switch to.
+
     Args:
         base, motivated: the models; the base must nest inside the motivated model (every tensor a slice).
         weights_map: where each base tensor lives; inferred by name and leading slices when None.
@@ -38,20 +41,25 @@ class MotivatedPair:
         ConfigError: an unknown backend, or one that cannot run on the models' device.
     """
 
-    def __init__(self, base: nn.Module, motivated: nn.Module, weights_map: WeightsMap | None = None,
-                 state_rows: int = 2, names: tuple[str, str] | None = None, *, family: Family | None = None,
+    def __init__(self, base: nn.Module, motivated: nn.Module | None, weights_map: WeightsMap | None = None,
+                 state_rows: int = 2, names: tuple[str, ...] | None = None, *, family: Family | None = None,
                  backend: str | None = None):
-        with _order_hint(base, motivated, names):
-            if weights_map is None:
-                weights_map = map_by_rule(base, motivated, "inferred")
-            else:
-                weights_map.validate(tensor_shapes(base)[0], tensor_shapes(motivated)[0])
+        if motivated is not None:
+            with _order_hint(base, motivated, names):
+                if weights_map is None:
+                    weights_map = map_by_rule(base, motivated, "inferred")
+                else:
+                    weights_map.validate(tensor_shapes(base)[0], tensor_shapes(motivated)[0])
         self.base, self.motivated = base, motivated
+        self.members = MODELS if motivated is not None else ("base",)
         self.weights_map = weights_map
         self.family, self.names = family, names
         self.arena = Arena(base, motivated, state_rows)
-        self.plan: CopyPlan = compile_plan(weights_map, self.arena)
-        self._switcher = Switcher(self.plan, weights_map)
+        if motivated is not None:
+            self.plan: CopyPlan | None = compile_plan(weights_map, self.arena)
+            self._switcher: Switcher | None = Switcher(self.plan, weights_map)
+        else:
+            self.plan = self._switcher = None
         self.state_rows_copied = state_rows      # optimizer rows a switch carries; set by set_state_rows()
         self._active = "base"
         self.keep_buffers = False   # True: switches leave each model's BN statistics in place (--bn-buffers keep)
@@ -82,6 +90,8 @@ class MotivatedPair:
         Kwargs as in `from_names`."""
         family, base_name, motivated_name = spec if isinstance(spec, Arch) else parse_arch(spec)
         base = family.build(base_name, **{**shared_kwargs, **(base_kwargs or {})})
+        if motivated_name is None:   # a single model: ``--arch resnet50``
+            return cls(base, None, names=(base_name,), family=family, backend=backend)
         motivated = family.build(motivated_name, **{**shared_kwargs, **(motivated_kwargs or {})})
         with _order_hint(base, motivated, (base_name, motivated_name)):
             weights_map = family.weights_map(base, motivated)
@@ -90,8 +100,11 @@ class MotivatedPair:
 
     # -- models ---------------------------------------------------------------------------------------
     def model(self, name: str) -> nn.Module:
-        if name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; choices: {', '.join(MODELS)}")
+        if name not in self.members:
+            if name == "motivated":
+                raise ValueError(f"this is a single-model run ({self.names[0] if self.names else 'one model'}): "
+                                 "it has no motivated model")
+            raise ValueError(f"unknown model {name!r}; choices: {', '.join(self.members)}")
         return self.base if name == "base" else self.motivated
 
     def classifier(self, which: str) -> nn.Module:
@@ -166,6 +179,7 @@ class MotivatedPair:
 
     def copy(self, up: bool, backend: str | None = None) -> None:
         """Run the copy plan once, base -> motivated if `up`, regardless of which model is active."""
+        self.model("motivated")   # a single model has nothing to copy to
         backend = self._backend_for(backend)
         self.arena.check_bound(full=False)
         self._switcher(self.arena, up, self.state_rows_copied, backend, buffers=not self.keep_buffers)
@@ -180,7 +194,11 @@ class MotivatedPair:
         """Everything needed to restore the pair: the whole arena (values, optimizer state rows and gradients,
         as a detached CPU copy), the active model, and the weights map's JSON (to check a load against)."""
         return {"arena": self.arena.data.detach().cpu().clone(), "active": self._active,
-                "weights_map": self.weights_map.to_json()}
+                "weights_map": self._map_json()}
+
+    def _map_json(self) -> str:
+        """The weights map's JSON, or for a single model its name (what a saved state is checked against)."""
+        return self.weights_map.to_json() if self.motivated is not None else f"single:{self.names and self.names[0]}"
 
     def load_state_dict(self, state: dict, values_only: bool = False, *, source: str = "the state") -> None:
         """Restore a `state_dict()` in place (no tensor moves) and make its active model active.
@@ -205,7 +223,7 @@ class MotivatedPair:
         saved = state.get("arena")
         if not isinstance(saved, torch.Tensor) or saved.dim() != 2:
             raise CheckpointError(f"{source} holds no pair arena (a 2-D tensor under 'arena'); nothing was loaded")
-        if state.get("weights_map") != self.weights_map.to_json() or saved.shape[1] != self.arena.columns:
+        if state.get("weights_map") != self._map_json() or saved.shape[1] != self.arena.columns:
             raise CheckpointError(f"{source} belongs to another pair (different arch, num_classes or weights map); "
                                   "nothing was loaded")
         if saved.dtype != self.arena.dtype:
@@ -217,9 +235,9 @@ class MotivatedPair:
                                   f"{rows - 2}: they are another optimizer's state; nothing was loaded. Call "
                                   "pair.set_state_rows(n) with the saved optimizer's row count first, or load "
                                   "values_only=True")
-        if state.get("active") not in MODELS:
+        if state.get("active") not in self.members:
             raise CheckpointError(f"{source} names active model {state.get('active')!r}, not one of "
-                                  f"{', '.join(MODELS)}; nothing was loaded")
+                                  f"{', '.join(self.members)}; nothing was loaded")
 
     def describe(self) -> dict:
         info = self.weights_map.describe(tensor_shapes(self.base)[0], tensor_shapes(self.motivated)[0])

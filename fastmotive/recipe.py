@@ -12,6 +12,7 @@ from .data import FirstBatches, build_loaders
 from .evaluation import CalibrationBatches, calibration_images
 from .families import parse_arch
 from .flops import pair_flops
+from .initial_weights import load_initial_weights
 from .pair import MotivatedPair
 from .errors import ConfigError
 from .rundir import RunDir, RunLock
@@ -26,7 +27,8 @@ def run_dir_for(config) -> Path:
         name = config.experiment
     else:
         _, base, motivated = parse_arch(config.arch)
-        name = f"{base}-{motivated.replace(base.split('_')[0] + '_', '')}-{config.dataset or 'digits'}-s{config.seed}"
+        models = base if motivated is None else f"{base}-{motivated.replace(base.split('_')[0] + '_', '')}"
+        name = f"{models}-{config.dataset or 'digits'}-s{config.seed}"
     return Path(config.output) / re.sub(r"[^\w.-]", "_", name)
 
 
@@ -56,11 +58,33 @@ def model_kwargs_for(config, info) -> dict:
 
 
 def build_pair(config, model_kwargs: dict, device) -> MotivatedPair:
-    """The pair on `device`, with the config's switch backend and BN-buffer choice."""
-    pair = MotivatedPair.from_arch(config.arch, **model_kwargs).to(device)
+    """The pair (or single model) on `device`: both members with `model_kwargs` and their own --drop and
+    --drop-path rates, the config's switch backend and BN-buffer choice."""
+    arch = parse_arch(config.arch)
+    drop, drop_path = settings.parse_member_rates(config.drop), settings.parse_member_rates(config.drop_path)
+    per_member = [arch.family.regularization(name, _rate(drop, i), _rate(drop_path, i))
+                  for i, name in enumerate((arch.base, arch.motivated)) if name is not None]
+    pair = MotivatedPair.from_arch(arch, base_kwargs=per_member[0], motivated_kwargs=per_member[-1],
+                                   **model_kwargs).to(device)
     pair.set_backend(config.switch_backend)
     pair.keep_buffers = config.bn_buffers == "keep"
     return pair
+
+
+def _rate(rates, member: int):
+    """One member's --drop/--drop-path value: None, "auto" or its rate of (base, motivated)."""
+    return rates if rates is None or rates == "auto" else rates[member]
+
+
+def check_single_model(config, explicit) -> object:
+    """A single-model run (``--arch resnet50``) never switches: its condition is "never"; another one given on
+    the command line is refused."""
+    if parse_arch(config.arch).motivated is not None or config.condition == "never":
+        return config
+    if "condition" in explicit:
+        raise ConfigError(f"--arch {config.arch} trains one model alone: --condition {config.condition} has no "
+                          "motivated model to switch to (drop it, or give BASE:MOTIVATED)")
+    return settings.replace(config, condition="never")
 
 
 class TrainRecipe:
@@ -90,6 +114,7 @@ class TrainRecipe:
             saved = RunDir(config.resume).read_args()
             config = self.config = settings.resume_config(config, saved, self.explicit, config.resume)
         settings.check_combinations(config)
+        config = self.config = check_single_model(config, self.explicit)
         self.run_dir = run_dir_for(config)
         RunLock(self.run_dir).check_free()
         if not config.resume and RunDir(self.run_dir).holds_run():
@@ -107,6 +132,10 @@ class TrainRecipe:
         self.pair = build_pair(config, model_kwargs, device)
         if config.head_init == "zero":
             self._zero_heads()
+        if config.initial_checkpoint and not config.resume:
+            dropped = load_initial_weights(self.pair, config.initial_checkpoint)
+            print(f"  initial weights: {config.initial_checkpoint}" +
+                  (f" (classifier left out, another class count: {', '.join(dropped)})" if dropped else ""))
         if self.loaders is not None:
             self.train_batches, self.val_batches = self.loaders(self)
         self.calibration_batches = CalibrationBatches(self.train_batches)   # the whole split, not the budget
@@ -137,7 +166,7 @@ class TrainRecipe:
     def _zero_heads(self) -> None:
         """Zero both classifier heads in place (in the arena), so training starts at loss ln(classes)."""
         with torch.no_grad():
-            for which in ("base", "motivated"):
+            for which in self.pair.members:
                 for p in self.pair.classifier(which).parameters():
                     p.zero_()
 
@@ -162,10 +191,13 @@ class TrainRecipe:
         if self.interrupted:
             print(f"interrupted at step {self.trainer.step}; checkpoint written. "
                   f"Continue with: fastmotive train --resume {run}")
+        single = len(self.pair.members) == 1
         for row in history.epochs[-3:]:
-            print("epoch {epoch:3d}  train loss {train_loss:.4f}  base top1 {base_top1:6.2f}  "
-                  "motivated top1 {motivated_top1:6.2f}  motivated {motivated_fraction:5.1%}  "
-                  "switches {switches}".format(**row))
+            line = "epoch {epoch:3d}  train loss {train_loss:.4f}  base top1 {base_top1:6.2f}".format(**row)
+            if not single:
+                line += ("  motivated top1 {motivated_top1:6.2f}  motivated {motivated_fraction:5.1%}  "
+                         "switches {switches}").format(**row)
+            print(line)
         print(f"done; run directory {run} (metrics.json, summary.csv, plot.png); "
-              f"export both models with: fastmotive export {run}")
+              f"export {'the model' if single else 'both models'} with: fastmotive export {run}")
         return history

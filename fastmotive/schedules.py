@@ -29,6 +29,7 @@ class Schedule:
     min_lr: float  # cosine floor
     decay_epochs: float  # step schedule: epochs between decays
     decay_rate: float  # step schedule: factor per decay
+    warmup_prefix: bool = False  # step schedule: epochs of decay count from the end of the warmup
 
     def __call__(self, step: int) -> float:
         if step < 0:
@@ -41,19 +42,22 @@ class Schedule:
             t = min(step - self.warmup_steps, span)
             return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * t / span))
         if self.name == "step":
-            # the epoch counts from the run's start, warmup included, as timm's StepLRScheduler
-            return self.lr * self.decay_rate ** math.floor(step / (self.steps_per_epoch * self.decay_epochs))
+            # the epoch counts from the run's start, warmup included, as timm's StepLRScheduler; with
+            # warmup_prefix from the warmup's end (timm's --warmup-prefix: recipe E decays after 5 epochs)
+            t = step - self.warmup_steps if self.warmup_prefix else step
+            return self.lr * self.decay_rate ** math.floor(t / (self.steps_per_epoch * self.decay_epochs))
         return self.lr
 
 
 def make_schedule(name: str, *, lr: float, total_steps: int, steps_per_epoch: int, warmup_epochs: float = 0,
                   warmup_lr: float = 0.0, min_lr: float = 0.0, decay_epochs: float = 30,
-                  decay_rate: float = 0.1) -> Callable[[int], float]:
+                  decay_rate: float = 0.1, warmup_prefix: bool = False) -> Callable[[int], float]:
     """Build the schedule `name`: a function from the 0-based global step to the lr.
 
     - "cosine": after the warmup, ``min_lr + (lr - min_lr) * (1 + cos(pi * t / T)) / 2`` with ``t`` the
       steps since the warmup and ``T = total_steps - warmup_steps``; ``min_lr`` from step ``total_steps`` on.
-    - "step": ``lr * decay_rate ** floor(epoch / decay_epochs)``, ``epoch = step / steps_per_epoch``.
+    - "step": ``lr * decay_rate ** floor(epoch / decay_epochs)``, ``epoch = step / steps_per_epoch``, counted
+      from the end of the warmup with `warmup_prefix`.
     - "constant": ``lr``.
 
     The warmup covers ``warmup_steps = floor(warmup_epochs * steps_per_epoch + 0.5)`` steps and goes
@@ -69,6 +73,8 @@ def make_schedule(name: str, *, lr: float, total_steps: int, steps_per_epoch: in
         min_lr: floor of the cosine.
         decay_epochs: epochs between two decays of the step schedule, may be fractional.
         decay_rate: factor of each decay of the step schedule.
+        warmup_prefix: the step schedule's epochs start after the warmup (the cosine always decays over the
+            steps after the warmup, which is what timm's --warmup-prefix gives it).
 
     Returns:
         A Schedule: call it with the global step.
@@ -93,4 +99,4 @@ def make_schedule(name: str, *, lr: float, total_steps: int, steps_per_epoch: in
     warmup_steps = math.floor(warmup_epochs * steps_per_epoch + 0.5)
     return Schedule(name=name, lr=lr, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
                     warmup_steps=warmup_steps, warmup_lr=warmup_lr, min_lr=min_lr,
-                    decay_epochs=decay_epochs, decay_rate=decay_rate)
+                    decay_epochs=decay_epochs, decay_rate=decay_rate, warmup_prefix=warmup_prefix)

@@ -12,6 +12,7 @@ built from them are `fastmotive.train_state`, Ctrl-C is `fastmotive.interrupt`, 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,16 +23,16 @@ import torch.nn.functional as F
 
 from . import checkpoint, settings
 from .conditions import Condition, Signal, parse_condition
-from .errors import TrainingDivergedError
+from .errors import ConfigError, TrainingDivergedError
 from .evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
 from .interrupt import StopOnSigint
 from .optim import OPTIMIZERS, create_optimizer
-from .pair import MODELS, MotivatedPair
+from .pair import MotivatedPair
 from .progress import open_progress
 from .rundir import RunDir
 from .schedules import make_schedule
 from .train_state import TrainState, checkpoint_state, restore
-from .train_step import StepFn, StepResult, TrainStep
+from .train_step import StepFn, StepResult, TrainStep, make_loss
 
 __all__ = ["History", "StepFn", "StepResult", "Trainer"]
 
@@ -77,21 +78,24 @@ class Trainer:
             settings_, condition = {**settings_, "condition": condition}, None
         self.config = c = _config_with(config, settings_)
         self.pair, self.flops = pair, flops
+        if len(pair.members) == 1 and c.condition != "never":   # a single model: nothing to switch to
+            c = self.config = settings.replace(c, condition="never")
         self.condition = condition if condition is not None else parse_condition(c.condition, seed=c.seed)
         self.run = RunDir(output) if output is not None else None
         pair.set_state_rows(len(OPTIMIZERS[c.opt].state_rows))   # before taking segments: may re-bind
         # timm models list tensors never to decay (ViT: pos_embed, cls_token); both members share the names
         no_decay = tuple(getattr(pair.base, "no_weight_decay", lambda: ())())
+        optimizer_kwargs = {**_optimizer_flags(c), **(optimizer_kwargs or {})}
         self.optimizers = {m: create_optimizer(c.opt, pair.segment(m), lr=c.lr, momentum=c.momentum,
                                                weight_decay=c.weight_decay, decay_1d=c.decay_1d,
-                                               no_weight_decay=no_decay, **(optimizer_kwargs or {}))
-                           for m in MODELS}
-        self.forward = {m: pair.model(m) for m in MODELS}
+                                               no_weight_decay=no_decay, **optimizer_kwargs)
+                           for m in pair.members}
+        self.forward = {m: pair.model(m) for m in pair.members}
         if c.compile:
             # Each model compiles once: parameters never move, so switches trigger no guard failure.
             mode = None if c.compile == "default" else c.compile
             self.forward = {m: torch.compile(pair.model(m), mode=mode, backend=compile_backend)
-                            for m in MODELS}
+                            for m in pair.members}
         self.step_fn = step_fn if step_fn is not None else self.default_step()
         self.history = History()
         self.state = TrainState()          # global step, position (epoch, next batch), running totals
@@ -101,8 +105,9 @@ class Trainer:
     def default_step(self) -> TrainStep:
         """Forward, backward and optimizer step on the named model, with this trainer's optimizers."""
         c = self.config
-        return TrainStep({m: self.pair.model(m) for m in MODELS}, self.forward, self.optimizers, amp=c.amp,
-                         smoothing=c.smoothing, channels_last=c.channels_last,
+        return TrainStep({m: self.pair.model(m) for m in self.pair.members}, self.forward, self.optimizers,
+                         loss=make_loss(smoothing=c.smoothing, bce=c.bce_loss), amp=c.amp,
+                         channels_last=c.channels_last, clip_grad=c.clip_grad, clip_mode=c.clip_mode,
                          grad_norm="grad_norm" in self.condition.needs)
 
     @property
@@ -129,10 +134,14 @@ class Trainer:
         if resume is not None:
             self.load_checkpoint(resume)
         self.pair.arena.check_bound()
-        n = len(train_batches)
+        accum = c.grad_accum_steps
+        n = len(train_batches) // accum   # optimizer steps per epoch; a last partial group is dropped
+        if n == 0:
+            raise ConfigError(f"--grad-accum-steps {accum} is more than the {len(train_batches)} batches of an "
+                              "epoch: no optimizer step would be taken")
         schedule, holdout = self._schedule(epochs, n), self._holdout_batch(train_batches, val_batches)
         self._calibration = calibration_batches or CalibrationBatches(train_batches)
-        self._calibration_images = calibration_images(c.bn_calibrate, n * c.batch_size)
+        self._calibration_images = calibration_images(c.bn_calibrate, n * accum * c.batch_size)
         t0, images_before = time.perf_counter(), self.state.images
         self._sigint = StopOnSigint()
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
@@ -142,7 +151,7 @@ class Trainer:
                 start, stopped = self.state.batch, False
                 if start == 0 and self.condition.start_epoch(epoch, n):
                     self.pair.switch_to("motivated")
-                for batch, (images, labels) in enumerate(_batches(train_batches, epoch, start), start):
+                for batch, (images, labels) in enumerate(_steps(train_batches, epoch, start, accum, n), start):
                     lr, active, last = schedule(self.step), self.pair.active, batch == n - 1
                     result = self.step_fn(active, images, labels, lr, self.step)   # fwd, bwd, optimizer step
                     self._check_finite(result.loss, epoch, batch)
@@ -154,7 +163,7 @@ class Trainer:
                     if target != active and not last:
                         self.pair.switch_to(target)   # takes effect from the next batch
                     self._record(dict(step=self.step, epoch=epoch, batch=batch, active=active,
-                                      loss=result.loss, lr=lr, images=len(labels), switched=target != active),
+                                      loss=result.loss, lr=lr, images=_count(labels), switched=target != active),
                                  progress)
                     stopped = self._should_stop() and not last   # a stop on the last batch ends the epoch
                     if stopped:
@@ -177,7 +186,8 @@ class Trainer:
         c = self.config
         return make_schedule(c.sched, lr=c.lr, total_steps=epochs * steps_per_epoch,
                              steps_per_epoch=steps_per_epoch, warmup_epochs=c.warmup_epochs, min_lr=c.min_lr,
-                             decay_epochs=c.decay_epochs, decay_rate=c.decay_rate)
+                             decay_epochs=c.decay_epochs, decay_rate=c.decay_rate, warmup_lr=c.warmup_lr,
+                             warmup_prefix=c.warmup_prefix)
 
     def _should_stop(self) -> bool:
         max_steps = self.config.max_steps
@@ -278,6 +288,33 @@ def _config_with(config, overrides: dict):
             raise TypeError(f"Trainer() got two keywords for the setting {name!r} (an alias and its name)")
         changes[name] = value
     return settings.replace(settings.checked(config) if config is not None else settings.TrainConfig(), **changes)
+
+
+def _optimizer_flags(config) -> dict:
+    """create_optimizer arguments from --opt-eps and --opt-betas (absent: the optimizer's defaults)."""
+    flags = {}
+    if config.opt_eps is not None:
+        flags["eps"] = config.opt_eps
+    if config.opt_betas is not None:
+        flags["betas"] = tuple(config.opt_betas)
+    return flags
+
+
+def _count(labels) -> int:
+    """Images in a step's labels (a tensor, or with gradient accumulation a list of them)."""
+    return sum(map(len, labels)) if isinstance(labels, (list, tuple)) else len(labels)
+
+
+def _steps(loader, epoch: int, start_step: int, accum: int, steps: int):
+    """The (images, labels) of each optimizer step of one epoch from `start_step`: a batch, or with `accum` > 1
+    lists of `accum` consecutive batches (the position is in optimizer steps, so a resume lands on a group)."""
+    batches = _batches(loader, epoch, start_step * accum)
+    if accum == 1:
+        yield from itertools.islice(batches, steps - start_step)
+        return
+    for _ in range(start_step, steps):
+        group = list(itertools.islice(batches, accum))
+        yield [x for x, _ in group], [y for _, y in group]
 
 
 def _batches(loader, epoch: int, start_batch: int, train: bool = True):

@@ -8,11 +8,12 @@ from typing import NamedTuple
 
 from torch import nn
 
-from ..errors import ArchSpecError
+from ..errors import ArchSpecError, ConfigError
 from ..weights_map import Shape, WeightsMap, infer_map
 
 SPEC_SYNTAX = ("BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32, resnet18:34, "
-               "vit_tiny_patch16_224:vit_small_patch16_224 (a short second half keeps the first half's family prefix)")
+               "vit_tiny_patch16_224:vit_small_patch16_224 (a short second half keeps the first half's family prefix); "
+               "or one model name, e.g. resnet50, to train it alone")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Family:
     weights_map: Callable[[nn.Module, nn.Module], WeightsMap]
     load: Callable[..., nn.Module] | None = None   # load(name, path, **create kwargs); None: create + state dict
     sized_input: bool = False     # the input size is part of the model (ViT's position embedding): takes img_size
+    # member -> (dropout, stochastic depth) published for it (--drop auto); None: the family takes no rates
+    rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0)
 
     def build(self, name: str, *, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
         """One member, randomly initialised. `img_size` reaches only families whose models fix their input size
@@ -43,6 +46,20 @@ class Family:
         model = self.create(name, **kwargs)
         model.load_state_dict(load_file(path))
         return model
+
+    def regularization(self, name: str, drop, drop_path) -> dict:
+        """Constructor kwargs for member `name` from ``--drop``/``--drop-path`` values, each None (the model's
+        default), "auto" (the member's published rate) or a rate; timm's ``drop_rate``/``drop_path_rate``."""
+        kwargs = {}
+        for flag, key, index, value in (("--drop", "drop_rate", 0, drop), ("--drop-path", "drop_path_rate", 1,
+                                                                             drop_path)):
+            if value is None:
+                continue
+            if self.rates is None:
+                raise ConfigError(f"{flag}: {name} ({self.name} family) has no dropout or stochastic depth "
+                                  "to set; drop the flag")
+            kwargs[key] = self.rates(name)[index] if value == "auto" else value
+        return kwargs
 
     def classifier(self, model: nn.Module) -> nn.Module:
         """The member's classifier head (every family's models implement timm's ``get_classifier``)."""
@@ -60,14 +77,15 @@ class Arch(NamedTuple):
     """A parsed arch spec: the family and both full member names (unpacks as a 3-tuple)."""
     family: Family
     base: str
-    motivated: str
+    motivated: str | None     # None: a single model
 
 
 _FAMILIES: dict[str, Family] = {}
 
 
 def register_family(name: str, *, pattern: str, members: list[str], build: Callable[..., nn.Module],
-                    load: Callable[..., nn.Module] | None = None, sized_input: bool = False):
+                    load: Callable[..., nn.Module] | None = None, sized_input: bool = False,
+                    rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0)):
     """Decorator for a family's ``weights_map(base, motivated)`` rule. A duplicate name raises.
 
     Args:
@@ -75,11 +93,14 @@ def register_family(name: str, *, pattern: str, members: list[str], build: Calla
         load: ``load(name, path, num_classes=N, **kwargs)`` loads an exported file; None: build, then
             ``load_state_dict`` of the file.
         sized_input: the models take ``img_size`` (it fixes a tensor shape, as ViT's position embedding).
+        rates: member name -> its published (dropout, stochastic depth), for ``--drop auto``; None: the
+            members take neither.
     """
     def wrap(weights_map):
         if name in _FAMILIES:
             raise ValueError(f"family {name!r} is registered twice")
-        _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map, load, sized_input)
+        _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map, load, sized_input,
+                                 rates)
         return weights_map
     return wrap
 
@@ -108,7 +129,10 @@ def family_of(model_name: str) -> Family:
 
 
 def parse_arch(spec: str) -> Arch:
-    """``"efficientnet_b0:b2"`` -> Arch(family, "efficientnet_b0", "efficientnet_b2")."""
+    """``"efficientnet_b0:b2"`` -> Arch(family, "efficientnet_b0", "efficientnet_b2"); a single model name
+    (``"resnet50"``, a classic run) -> Arch(family, "resnet50", None)."""
+    if ":" not in spec and spec:
+        return Arch(family_of(spec), spec, None)
     parts = spec.split(":")
     if len(parts) != 2 or not all(parts):
         raise ArchSpecError(f"malformed arch spec {spec!r}: expected {SPEC_SYNTAX}. Known: {_known()}")

@@ -71,6 +71,6 @@ def cifar_resnet(name: str, num_classes: int = 10, **kwargs) -> CifarResNet:
 
 
 @register_family("cifar_resnet", pattern=r"resnet(?P<member>20|32|44|56|110)", members=list(DEPTHS),
-                 build=cifar_resnet)
+                 build=cifar_resnet, rates=None)
 def cifar_resnet_map(base, motivated):
     return map_by_rule(base, motivated, "cifar_resnet", rename=last_to_last(base, motivated))

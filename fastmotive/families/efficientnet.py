@@ -4,9 +4,17 @@ from ._registry import map_by_rule, register_family
 from ._timm import create_timm, load_timm
 
 MEMBERS = [f"efficientnet_b{i}" for i in range(8)]
+# Dropout before the classifier per member (Tan & Le 2019, as in timm's `_gen_efficientnet` table) and the
+# drop-connect (stochastic depth) rate 0.2 they all trained with: what `--drop auto --drop-path auto` give.
+DROPOUT = {f"efficientnet_b{i}": rate for i, rate in enumerate((0.2, 0.2, 0.3, 0.3, 0.4, 0.4, 0.5, 0.5))}
+DROP_PATH = 0.2
+
+
+def published_rates(name: str) -> tuple[float, float]:
+    return DROPOUT[name], DROP_PATH
 
 
 @register_family("efficientnet", pattern=r"efficientnet_(?P<member>b[0-7])", members=MEMBERS, build=create_timm,
-                 load=load_timm)
+                 load=load_timm, rates=published_rates)
 def efficientnet_map(base, motivated):
     return map_by_rule(base, motivated, "efficientnet", rule="leading/same-block")
