@@ -8,14 +8,14 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, settings
-from .data import FirstBatches, build_loaders
+from .data import FirstBatches, TrainAugment
 from .evaluation import CalibrationBatches, calibration_images
 from .families import parse_arch
 from .flops import pair_flops
 from .initial_weights import load_initial_weights
-from .pair import MotivatedPair
 from .errors import ConfigError
 from .rundir import RunDir, RunLock
+from .run_setup import build_pair, choose_device, model_kwargs_for, open_data
 from .trainer import History, Trainer
 
 
@@ -39,41 +39,6 @@ def _check_classes(config, info) -> None:
         raise ConfigError(f"--num-classes {config.num_classes} is fewer than the {info.num_classes} classes of "
                           f"{info.name}: drop the flag (the default is the dataset's) or give at least "
                           f"{info.num_classes}")
-
-
-def choose_device(config) -> torch.device:
-    return torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
-def open_data(config, device):
-    """(train batches, val batches, DatasetInfo) as the config asks, on `device`."""
-    return build_loaders(config.dataset, config.data_dir, config.loader, config.batch_size, config.img_size, device,
-                         config.seed, flip=False if config.no_flip else None, num_workers=config.workers,
-                         skip_bad_images=config.skip_bad_images)
-
-
-def model_kwargs_for(config, info) -> dict:
-    """The keyword arguments both members are built with (recorded in args.yaml, used again by export)."""
-    return {"num_classes": config.num_classes or info.num_classes, "img_size": info.img_size}
-
-
-def build_pair(config, model_kwargs: dict, device) -> MotivatedPair:
-    """The pair (or single model) on `device`: both members with `model_kwargs` and their own --drop and
-    --drop-path rates, the config's switch backend and BN-buffer choice."""
-    arch = parse_arch(config.arch)
-    drop, drop_path = settings.parse_member_rates(config.drop), settings.parse_member_rates(config.drop_path)
-    per_member = [arch.family.regularization(name, _rate(drop, i), _rate(drop_path, i))
-                  for i, name in enumerate((arch.base, arch.motivated)) if name is not None]
-    pair = MotivatedPair.from_arch(arch, base_kwargs=per_member[0], motivated_kwargs=per_member[-1],
-                                   **model_kwargs).to(device)
-    pair.set_backend(config.switch_backend)
-    pair.keep_buffers = config.bn_buffers == "keep"
-    return pair
-
-
-def _rate(rates, member: int):
-    """One member's --drop/--drop-path value: None, "auto" or its rate of (base, motivated)."""
-    return rates if rates is None or rates == "auto" else rates[member]
 
 
 def check_single_model(config, explicit) -> object:
@@ -138,8 +103,15 @@ class TrainRecipe:
                   (f" (classifier left out, another class count: {', '.join(dropped)})" if dropped else ""))
         if self.loaders is not None:
             self.train_batches, self.val_batches = self.loaders(self)
-        self.calibration_batches = CalibrationBatches(self.train_batches)   # the whole split, not the budget
+        # the whole split, not the budget, and un-mixed batches (Mixup's blends are no images to calibrate on)
+        self.calibration_batches = CalibrationBatches(self.train_batches)
+        augment = TrainAugment.from_config(config, num_classes=model_kwargs["num_classes"])
+        if augment is not None:
+            self.train_batches = augment.wrap(self.train_batches)
         self._apply_budget()
+        if len(self.train_batches) < config.grad_accum_steps:
+            raise ConfigError(f"--grad-accum-steps {config.grad_accum_steps} is more than the "
+                              f"{len(self.train_batches)} batches of an epoch: no optimizer step would be taken")
         images = calibration_images(config.bn_calibrate, self.info.train_size)
         config = self.config = settings.replace(config, bn_calibrate=images)   # args.yaml records the count
         self.trainer = Trainer(self.pair, config, output=self.run_dir,

@@ -8,7 +8,7 @@ from pathlib import Path
 from . import checkpoint, settings
 from .errors import CheckpointError
 from .pair import MotivatedPair
-from .recipe import build_pair, choose_device, open_data
+from .run_setup import build_pair, choose_device, open_data
 from .rundir import RunDir
 
 

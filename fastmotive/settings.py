@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 import yaml
 
 from .errors import ConfigError
+from .setting_checks import (is_augment_policy, is_condition, is_device, is_folder_name, is_finite_positive,
+                             is_member_rates, is_non_negative, is_positive)
 
 DEFAULT_ARCH = "efficientnet_b0:b2"
 
@@ -42,73 +43,6 @@ class Setting:
         return "--" + self.name.replace("_", "-")
 
 
-def _positive(x) -> bool:
-    return x is None or x > 0
-
-
-def _non_negative(x) -> bool:
-    return x is None or (math.isfinite(x) and x >= 0)
-
-
-def _finite_positive(x) -> bool:
-    return math.isfinite(x) and x > 0
-
-
-def _device(name) -> bool:
-    import torch
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError):
-        return False
-    return device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_available()
-                                   and (device.index is None or device.index < torch.cuda.device_count()))
-
-
-def _experiment_name(name) -> bool:
-    # one folder inside --output: no separators, not . or .., and short enough for any file system
-    return name not in (".", "..") and "/" not in name and "\\" not in name and 0 < len(name.encode()) <= 200
-
-
-def _condition(spec) -> bool:
-    from .conditions import parse_condition
-    try:
-        parse_condition(spec)
-    except ConfigError:
-        return False
-    return True
-
-
-def _augment_policy(spec) -> bool:
-    from .data.augment_policy import parse_policy
-    try:
-        parse_policy(spec)
-    except ConfigError:
-        return False
-    return True
-
-
-def _member_rates(spec) -> bool:
-    try:
-        parse_member_rates(spec)
-    except ConfigError:
-        return False
-    return True
-
-
-def parse_member_rates(spec):
-    """``--drop``/``--drop-path``: None, "auto", or (base rate, motivated rate) from "R" or "B:M"."""
-    if spec is None or spec == "auto":
-        return spec
-    parts = str(spec).split(":")
-    try:
-        rates = tuple(float(p) for p in parts)
-    except ValueError:
-        raise ConfigError(f"{spec!r} is not a rate, BASE:MOTIVATED or auto") from None
-    if len(rates) not in (1, 2) or not all(0 <= r < 1 for r in rates):
-        raise ConfigError(f"{spec!r}: expected one rate or BASE:MOTIVATED, each in [0, 1)")
-    return rates * 2 if len(rates) == 1 else rates
-
-
 SETTINGS: tuple[Setting, ...] = (
     # model and data
     Setting("arch", DEFAULT_ARCH, "BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32", str, "model and data"),
@@ -117,9 +51,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", None, "where the dataset's files are", str, "model and data"),
     Setting("loader", "auto", "auto, tensor, dali or torch", str, "model and data",
             choices=("auto", "tensor", "dali", "torch")),
-    Setting("img_size", None, "input side (default: the dataset's)", int, "model and data", check=_positive,
+    Setting("img_size", None, "input side (default: the dataset's)", int, "model and data", check=is_positive,
             expect="a positive integer"),
-    Setting("num_classes", None, "default: the dataset's", int, "model and data", check=_positive,
+    Setting("num_classes", None, "default: the dataset's", int, "model and data", check=is_positive,
             expect="a positive integer"),
     Setting("no_flip", False, "no random horizontal flip (as --hflip 0)", None, "model and data"),
     Setting("skip_bad_images", False, "skip image files that fail to decode (counted)", None, "model and data",
@@ -130,14 +64,14 @@ SETTINGS: tuple[Setting, ...] = (
             "10 classes and learns far slower from scratch); default: the model's own init", str, "model and data",
             choices=("zero", "default")),
     Setting("epoch_batches", None, "train only the first N batches of each (shuffled) epoch: a random N x batch-size "
-            "sample of the training set per epoch, to fit a CPU budget", int, "model and data", check=_positive,
+            "sample of the training set per epoch, to fit a CPU budget", int, "model and data", check=is_positive,
             expect="a positive integer"),
     Setting("val_batches", None, "evaluate on the first N validation batches only", int, "model and data",
-            check=_positive, expect="a positive integer"),
+            check=is_positive, expect="a positive integer"),
     # augmentation (timm's flag names; training batches only; docs/data.md)
     Setting("aa", None, "auto-augmentation: rand-m9-n2-mstd0.5 (timm RandAugment), original or v0 (timm "
             "AutoAugment), cifar10 (torchvision's CIFAR-10 AutoAugment policy)", str, "augmentation",
-            check=_augment_policy, expect="rand-m<M>-n<N>[-mstd<S>]..., original, originalr, v0, v0r or cifar10"),
+            check=is_augment_policy, expect="rand-m<M>-n<N>[-mstd<S>]..., original, originalr, v0, v0r or cifar10"),
     Setting("hflip", None, "probability of a horizontal flip (default: 0.5, 0 for digit datasets)", float,
             "augmentation", check=lambda x: x is None or 0 <= x <= 1, expect="in [0, 1]"),
     Setting("scale", (0.08, 1.0), "random-resized crop area range (image folders)", float, "augmentation",
@@ -151,11 +85,11 @@ SETTINGS: tuple[Setting, ...] = (
             check=lambda x: 0 <= x <= 1, expect="in [0, 1]"),
     Setting("remode", "pixel", "random erasing fill: const, rand (per channel) or pixel (per pixel)", str,
             "augmentation", choices=("const", "rand", "pixel")),
-    Setting("recount", 1, "random erasing: boxes per erased image", int, "augmentation", check=_positive,
+    Setting("recount", 1, "random erasing: boxes per erased image", int, "augmentation", check=is_positive,
             expect="a positive integer"),
-    Setting("mixup", 0.0, "Mixup alpha (0 off)", float, "augmentation", check=_non_negative,
+    Setting("mixup", 0.0, "Mixup alpha (0 off)", float, "augmentation", check=is_non_negative,
             expect="a number >= 0"),
-    Setting("cutmix", 0.0, "CutMix alpha (0 off)", float, "augmentation", check=_non_negative,
+    Setting("cutmix", 0.0, "CutMix alpha (0 off)", float, "augmentation", check=is_non_negative,
             expect="a number >= 0"),
     Setting("cutmix_minmax", None, "CutMix box size range as fractions of the image (overrides --cutmix's alpha)",
             float, "augmentation", nargs=2, check=lambda v: v is None or 0 < v[0] <= v[1] <= 1,
@@ -173,45 +107,45 @@ SETTINGS: tuple[Setting, ...] = (
     # regularization
     Setting("drop", None, "dropout before the classifier: one rate for both, BASE:MOTIVATED, or auto (each "
             "member's own published rate; efficientnet_b0 0.2, b2 0.3); default: the model's constructor default",
-            str, "regularization", check=_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
+            str, "regularization", check=is_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
     Setting("drop_path", None, "stochastic depth rate: one for both, BASE:MOTIVATED, or auto (each member's own)",
-            str, "regularization", check=_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
+            str, "regularization", check=is_member_rates, expect="RATE, BASE:MOTIVATED or auto (rates in [0, 1))"),
     Setting("initial_checkpoint", None, "start from trained weights: an exported .safetensors file, or "
             "RUN_DIR:base / RUN_DIR:motivated; the classifier is dropped when --num-classes differs", str,
             "regularization"),
     # optimization
-    Setting("batch_size", 32, "images per batch", int, short="-b", check=_positive, expect="a positive integer"),
+    Setting("batch_size", 32, "images per batch", int, short="-b", check=is_positive, expect="a positive integer"),
     Setting("opt", "adamw", "sgd, adamw, rmsprop, rmsproptf, lamb", str,
             choices=("sgd", "adamw", "rmsprop", "rmsproptf", "lamb")),
-    Setting("lr", 1e-3, "peak learning rate", float, check=_finite_positive, expect="a finite number > 0"),
+    Setting("lr", 1e-3, "peak learning rate", float, check=is_finite_positive, expect="a finite number > 0"),
     Setting("momentum", 0.9, "SGD / RMSprop momentum", float, check=lambda x: 0 <= x < 1, expect="in [0, 1)"),
-    Setting("weight_decay", 0.05, "weight decay (skips 1-D tensors unless --decay-1d)", float, check=_non_negative,
+    Setting("weight_decay", 0.05, "weight decay (skips 1-D tensors unless --decay-1d)", float, check=is_non_negative,
             expect="a finite number >= 0"),
     Setting("decay_1d", False, "also weight-decay 1-D tensors (biases, norms)"),
-    Setting("opt_eps", None, "optimizer epsilon (default: the optimizer's)", float, check=_positive,
+    Setting("opt_eps", None, "optimizer epsilon (default: the optimizer's)", float, check=is_positive,
             expect="a number > 0"),
     Setting("opt_betas", None, "AdamW / LAMB betas", float, nargs=2, check=lambda v: v is None or
             all(0 <= b < 1 for b in v), expect="two numbers in [0, 1)"),
     Setting("clip_grad", None, "clip gradients: max norm (--clip-mode norm), max value (value) or AGC factor "
-            "(agc)", float, check=_positive, expect="a number > 0"),
+            "(agc)", float, check=is_positive, expect="a number > 0"),
     Setting("clip_mode", "norm", "gradient clipping mode", str, choices=("norm", "value", "agc")),
     Setting("grad_accum_steps", 1, "batches accumulated per optimizer step (the condition sees one loss per "
-            "optimizer step; switches happen between optimizer steps)", int, check=_positive,
+            "optimizer step; switches happen between optimizer steps)", int, check=is_positive,
             expect="a positive integer"),
     Setting("sched", "cosine", "cosine, step, constant", str, choices=("cosine", "step", "constant")),
-    Setting("warmup_epochs", 1.0, "epochs of linear warmup", float, check=_non_negative, expect="a number >= 0"),
-    Setting("warmup_lr", 0.0, "lr at the start of the warmup", float, check=_non_negative, expect="a number >= 0"),
+    Setting("warmup_epochs", 1.0, "epochs of linear warmup", float, check=is_non_negative, expect="a number >= 0"),
+    Setting("warmup_lr", 0.0, "lr at the start of the warmup", float, check=is_non_negative, expect="a number >= 0"),
     Setting("warmup_prefix", False, "the decay starts counting after the warmup (timm's --warmup-prefix)"),
-    Setting("decay_epochs", 30.0, "step schedule: epochs between decays", float, check=_finite_positive,
+    Setting("decay_epochs", 30.0, "step schedule: epochs between decays", float, check=is_finite_positive,
             expect="a number > 0"),
-    Setting("decay_rate", 0.1, "step schedule: lr factor per decay", float, check=_finite_positive,
+    Setting("decay_rate", 0.1, "step schedule: lr factor per decay", float, check=is_finite_positive,
             expect="a number > 0"),
-    Setting("min_lr", 0.0, "cosine schedule: final lr", float, check=_non_negative, expect="a number >= 0"),
-    Setting("epochs", 12, "passes over the training set", int, check=_positive, expect="a positive integer"),
+    Setting("min_lr", 0.0, "cosine schedule: final lr", float, check=is_non_negative, expect="a number >= 0"),
+    Setting("epochs", 12, "passes over the training set", int, check=is_positive, expect="a positive integer"),
     Setting("smoothing", 0.0, "label smoothing (0 = the paper's plain CE)", float, check=lambda x: 0 <= x < 1,
             expect="in [0, 1)"),
     Setting("condition", "streak:2", "streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | always",
-            str, check=_condition, expect="streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | "
+            str, check=is_condition, expect="streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | "
             "always (K >= 1 and N >= 0 integers, P in [0, 1])"),
     Setting("bn_calibrate", None, "before each evaluation and at export, re-estimate both models' BatchNorm "
             "statistics from this many training images (default: a tenth of the training split, at most 2000; "
@@ -224,16 +158,16 @@ SETTINGS: tuple[Setting, ...] = (
     # run
     Setting("output", "output/train", "parent folder of run directories", str, "run", saved=False),
     Setting("experiment", None, "run directory name (default: arch-dataset-seed)", str, "run", saved=False,
-            check=_experiment_name, expect="a folder name inside --output (no / or .., at most 200 bytes)"),
+            check=is_folder_name, expect="a folder name inside --output (no / or .., at most 200 bytes)"),
     Setting("resume", None, "continue the run in this directory", str, "run", saved=False),
     Setting("checkpoint_every", 0, "also checkpoint every N steps", int, "run", saved=False,
             check=lambda x: x >= 0, expect="an integer >= 0"),
-    Setting("max_steps", None, "stop after N batches in all (smoke runs)", int, "run", saved=False, check=_positive,
+    Setting("max_steps", None, "stop after N batches in all (smoke runs)", int, "run", saved=False, check=is_positive,
             expect="a positive integer"),
     Setting("log_interval", 50, "print a line every N steps when the progress bar is off", int, "run", saved=False,
-            check=_positive, expect="a positive integer"),
+            check=is_positive, expect="a positive integer"),
     Setting("device", None, "cpu, cuda, cuda:1 (default: cuda if available)", str, "run", saved=False,
-            check=_device, expect="cpu, or cuda / cuda:N on a machine with that GPU"),
+            check=is_device, expect="cpu, or cuda / cuda:N on a machine with that GPU"),
     Setting("amp", False, "bf16 autocast", None, "run"),
     Setting("channels_last", False, "feed inputs in channels-last memory format", None, "run"),
     Setting("compile", None, "torch.compile both models (mode: default, reduce-overhead, max-autotune)", str, "run",
@@ -246,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
             "pip install 'fastmotive[wandb]')", None, "run", saved=False),
     # distributed (docs/distributed.md)
     Setting("nproc", None, "start this many processes on this machine (torchrun's --nproc_per_node)", int,
-            "distributed", saved=False, check=_positive, expect="a positive integer"),
+            "distributed", saved=False, check=is_positive, expect="a positive integer"),
     Setting("sync_bn", False, "SyncBatchNorm across processes", None, "distributed"),
     Setting("dist_bn", "reduce", "BatchNorm statistics across processes before evaluation and checkpoints: "
             "reduce (average), broadcast (rank 0's) or none", str, "distributed",

@@ -15,9 +15,10 @@ from fastmotive import settings
 from fastmotive.arena import Arena
 from fastmotive.cli import main
 from fastmotive.errors import CheckpointError, ConfigError
+from fastmotive.families import get_family
 from fastmotive.initial_weights import load_initial_weights
 from fastmotive.optim import create_optimizer
-from fastmotive.recipe import build_pair
+from fastmotive.run_setup import build_pair
 from fastmotive.schedules import make_schedule
 from fastmotive.train_step import TrainStep, clip_gradient, make_loss
 from fastmotive.trainer import StepResult, Trainer
@@ -149,8 +150,8 @@ def test_single_model_allocates_one_model_and_never_switches():
     torch.manual_seed(0)
     pair = fm.MotivatedPair.from_arch("resnet20", num_classes=4)
     assert pair.motivated is None and pair.members == ("base",)
-    assert pair.arena.columns == Arena(pair.base, None).columns < \
-        fm.MotivatedPair.from_arch("resnet20:resnet32", num_classes=4).arena.columns
+    alone = Arena(get_family("cifar_resnet").build("resnet20", num_classes=4), None)
+    assert pair.arena.columns == alone.columns == sum(-(-s.units // 16) * 16 for s in alone.slots.values())
     with pytest.raises(ValueError, match="single-model"):
         pair.switch_to("motivated")
     trainer = Trainer(pair, condition="always", epochs=1, warmup_epochs=0)
@@ -201,3 +202,17 @@ def test_initial_checkpoint_of_another_model_names_the_tensors(tmp_path):
         load_initial_weights(pair, f"{run}:base")
     with pytest.raises(CheckpointError, match="no such file"):
         load_initial_weights(pair, str(tmp_path / "nothing.safetensors"))
+
+
+def test_resume_is_bitwise_with_every_augmentation_on(tmp_path):
+    """A run stopped mid-epoch and resumed trains the same weights as one that never stopped, with RandAugment,
+    random erasing, Mixup and CutMix drawing from (seed, epoch, batch)."""
+    flags = ["--arch", "resnet20:resnet32", "--epochs", "2", "--epoch-batches", "3", "--val-batches", "1", "-b", "8",
+             "--bn-calibrate", "16", "--output", str(tmp_path), "--no-progress", "--aa", "rand-m9-n2-mstd0.5",
+             "--mixup", "0.8", "--cutmix", "1.0", "--reprob", "0.25", "--smoothing", "0.1", "--condition", "streak:1"]
+    assert main(["train", *flags, "--experiment", "whole"]) == 0
+    assert main(["train", *flags, "--experiment", "cut", "--max-steps", "4"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+    whole, cut = (torch.load(tmp_path / name / "last.pt", weights_only=True) for name in ("whole", "cut"))
+    assert torch.equal(whole["arena"], cut["arena"])
+    assert (tmp_path / "whole" / "steps.csv").read_text() == (tmp_path / "cut" / "steps.csv").read_text()

@@ -10,6 +10,8 @@ encoded file bytes) and the augmentation parameters of the epoch plan (`_plan.py
 generators are never used and every loader sees the same order, crops and flips. A pass builds a fresh
 pipeline (about 5 ms on the CPU), which makes resuming at any batch exact and leaves no prefetched state
 behind when a pass is abandoned. The ``DALIGenericIterator`` hands torch tensors on the pipeline's device.
+Arrays resized with ``img_size`` leave the pipeline as uint8 and are resized and normalized per batch on the
+device, as in the tensor loader.
 """
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from .epoch_plan import PAD, VAL_CROP_PCT, check_start, epoch_counter_iter, num_batches, plan_for
 from .datasets import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
+from .epoch_plan import PAD, RRC_RATIO, RRC_SCALE, VAL_CROP_PCT, Sampling, check_start, epoch_counter_iter, \
+    flip_probability
+from .resize import resize_batch
 
 _PREFETCH = 2  # batches DALI prepares ahead of the consumer
 
@@ -44,32 +48,46 @@ class DaliLoader:
 
     Args:
         split: an `ArraySplit` (uint8 images) or a `FileSplit` (JPEG/PNG files).
-        batch_size, train, seed, flip, mean, std, device: as for `TensorLoader`. ``device`` cuda:k runs the
-            pipeline on GPU k (mixed decoding); cpu runs a CPU-only pipeline.
-        img_size: output side for files (arrays are already at size).
+        batch_size, train, seed, flip, mean, std, device, rank, world_size, aug_repeats: as for
+            `TensorLoader`. ``device`` cuda:k runs the pipeline on GPU k (mixed decoding); cpu runs a CPU-only
+            pipeline.
+        img_size: output side (files: the crop's size; arrays: resized after the crop; None: as stored).
         num_threads: DALI CPU threads.
+        scale, ratio: random-resized-crop area and aspect-ratio ranges (files).
 
     Raises:
         DataError: DALI does not import, or a file fails to decode (naming the file).
     """
     name = "dali"
+    aa = None  # device augmentation is the `augment.TrainAugment` wrapper's job
 
-    def __init__(self, split: ArraySplit | FileSplit, *, batch_size: int, train: bool, seed: int, flip: bool,
-                 mean, std, device: torch.device | str = "cpu", img_size: int | None = None,
-                 num_threads: int = 2):
+    def __init__(self, split: ArraySplit | FileSplit, *, batch_size: int, train: bool, seed: int,
+                 flip: bool | float, mean, std, device: torch.device | str = "cpu", img_size: int | None = None,
+                 num_threads: int = 2, rank: int = 0, world_size: int = 1, aug_repeats: int = 0,
+                 scale=RRC_SCALE, ratio=RRC_RATIO):
         reason = dali_import_error()
         if reason is not None:
             raise DataError(f"loader 'dali' needs NVIDIA DALI (pip install nvidia-dali-cuda130), which does not "
                             f"import here ({reason}); use --loader tensor, torch or auto")
         self.device = torch.device(device)
+        flip = flip_probability(flip) if train else 0.0
         self.batch_size, self.train, self.seed, self.flip = batch_size, train, seed, flip
+        self.mean, self.std, self.rank, self.world_size = tuple(mean), tuple(std), rank, world_size
         self.dataset_size = len(split.labels)
-        self.epoch = 0
         self._files = isinstance(split, FileSplit)
+        self.sampling = Sampling(self.dataset_size, batch_size, train, seed, flip, self._files, tuple(scale),
+                                 tuple(ratio), aug_repeats, rank, world_size)
+        self.epoch = 0
         self._split = split
         self._mean = [m * 255 for m in mean]
         self._std = [s * 255 for s in std]
-        self._img_size = img_size
+        stored = None if self._files else split.images.shape[2:]
+        self.img_size = self._img_size = img_size or (None if self._files else stored[0])
+        same = img_size is None or (not self._files and (img_size, img_size) == tuple(stored))
+        self._resize_to = None if self._files or same else img_size
+        scale = 1 / (torch.tensor(std, dtype=torch.float32) * 255)   # the tensor loader's normalization
+        self._scale = scale.view(1, 3, 1, 1).to(self.device)
+        self._bias = (-torch.tensor(mean, dtype=torch.float32) * 255 * scale).view(1, 3, 1, 1).to(self.device)
         self._num_threads = max(1, num_threads)
         if self.device.type == "cuda":
             self._device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
@@ -85,7 +103,7 @@ class DaliLoader:
         self._recent: collections.deque = collections.deque(maxlen=_PREFETCH + 2)  # file lists in flight
 
     def __len__(self) -> int:
-        return num_batches(self.dataset_size, self.batch_size, self.train)
+        return len(self.sampling)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return epoch_counter_iter(self)
@@ -93,9 +111,7 @@ class DaliLoader:
     def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start_batch..`` of ``epoch``: float32 [B, 3, H, W] normalized, int64 [B], on the device."""
         check_start(start_batch, len(self))
-        plan = plan_for(self.dataset_size, self.batch_size, self.train, self.seed, epoch, self.flip,
-                        self._files)
-        return self._batches(plan, start_batch)
+        return self._batches(self.sampling.epoch(epoch), start_batch)
 
     # ----------------------------------------------------------------------------------------------------
 
@@ -165,9 +181,12 @@ class DaliLoader:
                     imgs = imgs.gpu()
                 if self._channels == 1:  # grayscale to 3 channels (each normalized with its own mean/std)
                     imgs = fn.cat(imgs, imgs, imgs, axis_name="C")
+                # Resized arrays leave as uint8: resized and normalized after the pipeline, as the tensor loader
+                resized = self._resize_to is not None
                 x = fn.crop_mirror_normalize(imgs, crop=tuple(self._size), crop_pos_x=px, crop_pos_y=py,
-                                             mirror=mirror, mean=self._mean, std=self._std,
-                                             dtype=types.FLOAT, output_layout="CHW")
+                                             mirror=mirror, mean=[0.0] * 3 if resized else self._mean,
+                                             std=[1.0] * 3 if resized else self._std,
+                                             dtype=types.UINT8 if resized else types.FLOAT, output_layout="CHW")
             pipe.set_outputs(x, labels)
         return pipe
 
@@ -192,8 +211,10 @@ class DaliLoader:
                 if self._files:
                     self._raise_decode_error(e)
                 raise
-            yield (out["images"].to(self.device, non_blocking=non_blocking),
-                   out["labels"].to(self.device, non_blocking=non_blocking))
+            x = out["images"].to(self.device, non_blocking=non_blocking)
+            if self._resize_to is not None:
+                x = resize_batch(x, self._resize_to).float().mul_(self._scale).add_(self._bias)
+            yield x, out["labels"].to(self.device, non_blocking=non_blocking)
 
     def _raise_decode_error(self, err: RuntimeError):
         """DALI reports a failed decode without the file name: find it among the batches in flight."""
