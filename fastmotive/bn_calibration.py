@@ -20,7 +20,8 @@ class Calibration:
     images: int      # images used
 
 
-def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], images: int) -> Calibration:
+def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], images: int, *,
+                 dist=None) -> Calibration:
     """Re-estimate every BatchNorm layer's running mean and variance of `model` from the first `images`
     images of `batches` (the last batch is cut so exactly `images` are used, or all if there are fewer).
 
@@ -39,33 +40,46 @@ def calibrate_bn(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], ima
     bound). Without BN layers nothing runs and ``batches`` is not read. On an exception the model is
     left as it was.
 
+    With `dist` (a `fastmotive.distributed.Distributed` of several processes; call on every rank) `images` is
+    the count over all ranks: rank r uses the first ``dist.share(images)`` images of its own `batches` (the
+    shares add up to `images`), the per-layer float64 moments are summed across ranks in one all-reduce, and
+    every rank writes the same statistics: those a single process would compute over the union of the ranks'
+    images. SyncBatchNorm layers do not synchronise meanwhile (they normalise each rank's batch alone, with
+    ``dist.solo_group``), since ranks may run different numbers of forwards.
+
     Args:
         model: the model; its inputs are moved to the device of its BN buffers.
         batches: (images, targets) pairs, e.g. a training DataLoader; targets are ignored.
-        images: how many images to use (about 2000 is typical).
+        images: how many images to use (about 2000 is typical); with `dist`, over all ranks.
+        dist: the process group context, or None for this process alone.
     Returns:
-        How many BN layers were re-estimated and how many images were used.
+        How many BN layers were re-estimated and how many images were used (over all ranks).
     Raises:
-        ValueError: if `images` <= 0, or `batches` yields no image for a model with BN layers.
+        ValueError: if `images` <= 0, or `batches` yields no image for a model with BN layers (on no rank).
     """
     if images <= 0:
         raise ValueError(f"images must be positive, got {images}")
     layers = batchnorm_layers(model)
     if not layers:
         return Calibration(layers=0, images=0)
-    moments, used = _accumulate_moments(model, layers, batches, images)
+    several = dist is not None and dist.world_size > 1
+    solo = getattr(dist, "solo_group", None) if several else None
+    moments, used = _accumulate_moments(model, layers, batches, dist.share(images) if several else images, solo)
+    if several:
+        moments, used = _sum_over_ranks(moments, used, dist)
     if used == 0:
         raise ValueError("batches yielded no images: BatchNorm statistics cannot be re-estimated")
     reached = _write_statistics(layers, moments)
     return Calibration(layers=reached, images=used)
 
 
-def calibrate_pair(pair, which: str, batches: Iterable[tuple[Tensor, Tensor]], images: int) -> Calibration:
+def calibrate_pair(pair, which: str, batches: Iterable[tuple[Tensor, Tensor]], images: int, *,
+                   dist=None) -> Calibration:
     """`calibrate_bn` on ``pair.model(which)`` ("base" or "motivated"); the other model is untouched.
 
     The next switch into `which` overwrites its mapped BN buffers again: calibrate after the last switch.
     """
-    return calibrate_bn(pair.model(which), batches, images)
+    return calibrate_bn(pair.model(which), batches, images, dist=dist)
 
 
 def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
@@ -75,11 +89,12 @@ def batchnorm_layers(model: nn.Module) -> list[_BatchNorm]:
 
 
 def _accumulate_moments(model: nn.Module, layers: list[_BatchNorm], batches: Iterable[tuple[Tensor, Tensor]],
-                       images: int) -> tuple[list[Moments], int]:
+                       images: int, solo_group=None) -> tuple[list[Moments], int]:
     """Run the calibration forwards and return each layer's input moments and the number of images used.
 
-    The model comes back exactly as it was (flags, momenta, buffers); summing the moments over processes
-    before `_write_statistics` gives the statistics of all processes' images together.
+    The model comes back exactly as it was (flags, momenta, buffers, SyncBatchNorm process groups); summing the
+    moments over processes before `_write_statistics` gives the statistics of all processes' images together.
+    `solo_group`: a process group of this rank alone, given to SyncBatchNorm layers meanwhile.
     """
     device = layers[0].running_mean.device
     moments = [(torch.zeros((), dtype=torch.float64, device=device),
@@ -89,14 +104,31 @@ def _accumulate_moments(model: nn.Module, layers: list[_BatchNorm], batches: Ite
     flags = {m: m.training for m in model.modules()}
     momenta = [bn.momentum for bn in layers]
     saved = [{name: buf.clone() for name, buf in bn.named_buffers(recurse=False)} for bn in layers]
+    groups = {bn: bn.process_group for bn in layers if isinstance(bn, nn.SyncBatchNorm)}
     try:
         _enter_calibration_mode(model, layers)
-        used = _run_forwards(model, batches, images, device)
+        if solo_group is not None:
+            for bn in groups:
+                bn.process_group = solo_group
+        used = _run_forwards(model, batches, images, device) if images > 0 else 0
     finally:
         for hook in hooks:
             hook.remove()
+        for bn, group in groups.items():
+            bn.process_group = group
         _restore(layers, flags, momenta, saved)
     return moments, used
+
+
+def _sum_over_ranks(moments: list[Moments], used: int, dist) -> tuple[list[Moments], int]:
+    """Every layer's (n, sum, sum of squares) and the image count summed over ranks, in one all-reduce of a
+    float64 vector (counts are exact in float64 up to 2^53)."""
+    parts = [t.reshape(-1) for acc in moments for t in acc]
+    flat = torch.cat([*parts, torch.tensor([float(used)], dtype=torch.float64, device=parts[0].device)])
+    flat = dist.all_sum(flat, "the BatchNorm calibration's moments")
+    pieces = iter(flat.split([p.numel() for p in parts] + [1]))
+    summed = [(next(pieces).reshape(()), next(pieces), next(pieces)) for _ in moments]
+    return summed, int(next(pieces).item())
 
 
 def _write_statistics(layers: list[_BatchNorm], moments: list[Moments]) -> int:

@@ -81,3 +81,51 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# -- several processes (fastmotive/distributed.py) -------------------------------------------------------------
+def save_on_main(group, build_state, path: str | os.PathLike) -> None:
+    """Write a checkpoint once for the whole job: rank 0 calls `build_state()` and writes it with `save_atomic`;
+    every rank returns when it is on disk (the others wait in a broadcast that doubles as the barrier), or
+    raises the same error when rank 0 failed (its own exception there, the same class elsewhere).
+
+    Call on every rank. With several processes the state also gets ``rng_ranks`` (every rank's `rng_state()`,
+    gathered, so each rank resumes its own dropout stream: `for_rank`) and ``world_size``. `group` is a
+    `fastmotive.distributed.Distributed`; for a single process this is ``save_atomic(build_state(), path)``.
+    """
+    if not group.enabled:
+        save_atomic(build_state(), path)
+        return
+    rngs = group.gather_objects(rng_state(), "the gathering of the RNG states for a checkpoint")
+    failure, error = None, None
+    if group.is_main:
+        try:
+            state = build_state()
+            state.update(rng_ranks=rngs, world_size=group.world_size)
+            save_atomic(state, path)
+        except Exception as exc:   # every rank must hear of it, then rank 0 re-raises its own
+            failure, error = (type(exc).__name__, str(exc)), exc
+    failure = group.broadcast_object(failure, f"the checkpoint write of {path}")
+    if error is not None:
+        raise error
+    if failure is not None:
+        raise _rank0_error(*failure, path)
+
+
+def _rank0_error(kind: str, message: str, path) -> Exception:
+    """Rank 0's exception re-made on another rank: the same fastmotive error class, else CheckpointError."""
+    from . import errors
+    cls = getattr(errors, kind, None)
+    if isinstance(cls, type) and issubclass(cls, errors.FastmotiveError):
+        return cls(message)
+    return CheckpointError(f"rank 0 could not write the checkpoint {path}: {kind}: {message}")
+
+
+def for_rank(saved: dict, rank: int, world_size: int) -> dict:
+    """A loaded checkpoint as rank `rank` of `world_size` restores it: its own RNG state under ``rng`` when the
+    checkpoint was written by a job of the same size (bitwise resume); otherwise rank 0's, as saved (a resume
+    with another process count cannot continue every rank's dropout stream). Everything else is shared."""
+    ranks = saved.get("rng_ranks")
+    if ranks is None or len(ranks) != world_size or saved.get("world_size") != world_size:
+        return saved
+    return {**saved, "rng": ranks[rank]}

@@ -35,3 +35,8 @@ class ExperimentError(FastmotiveError, ValueError):
 
 class TrainingDivergedError(FastmotiveError, FloatingPointError):
     """The loss or the weights became NaN or inf; the last good checkpoint is kept."""
+
+
+class DistributedError(FastmotiveError, RuntimeError):
+    """Processes of a multi-process run disagree (step, active model, weights) or a peer died or hung; names the
+    step and the ranks."""

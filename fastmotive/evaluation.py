@@ -49,9 +49,13 @@ class CalibrationBatches:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches, forward=None) -> tuple[float, float, float]:
+def evaluate(model: nn.Module, batches, forward=None, dist=None) -> tuple[float, float, float]:
     """Mean loss, top-1 and top-5 accuracy (%) of `model` on `batches` in eval mode; `forward` may be its
-    compiled form. The model's training flag is restored."""
+    compiled form. The model's training flag is restored.
+
+    With `dist` (a `fastmotive.distributed.Distributed`; call on every rank, each with its own shard of the
+    validation split) the loss sum, top-1 and top-5 counts and the image count are summed over ranks in one
+    all-reduce (float64: counts are exact), so every rank returns the figures of the whole split."""
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
@@ -64,6 +68,9 @@ def evaluate(model: nn.Module, batches, forward=None) -> tuple[float, float, flo
         top5 += (top == labels[:, None]).any(1).sum().item()
         total += len(labels)
     model.train(was_training)
+    if dist is not None and dist.world_size > 1:
+        sums = torch.tensor([loss_sum, top1, top5, total], dtype=torch.float64)
+        loss_sum, top1, top5, total = dist.all_sum(sums, "the sharded evaluation").tolist()
     return loss_sum / max(total, 1), 100.0 * top1 / max(total, 1), 100.0 * top5 / max(total, 1)
 
 
@@ -72,12 +79,13 @@ def _validation_batches(batches):
 
 
 @contextlib.contextmanager
-def calibrated(model: nn.Module, batches, images: int):
-    """Within the block, `model`'s BatchNorm statistics are calibrated from `images` images of `batches`;
-    afterwards they are restored bitwise, so training goes on exactly as without calibration."""
+def calibrated(model: nn.Module, batches, images: int, dist=None):
+    """Within the block, `model`'s BatchNorm statistics are calibrated from `images` images of `batches` (with
+    `dist`: over all ranks, see `calibrate_bn`); afterwards they are restored bitwise, so training goes on
+    exactly as without calibration."""
     saved = [(bn.running_mean.clone(), bn.running_var.clone()) for bn in batchnorm_layers(model)]
     try:
-        yield calibrate_bn(model, batches, images)
+        yield calibrate_bn(model, batches, images, dist=dist)
     finally:
         with torch.no_grad():
             for bn, (mean, var) in zip(batchnorm_layers(model), saved):
@@ -85,19 +93,23 @@ def calibrated(model: nn.Module, batches, images: int):
                 bn.running_var.copy_(var)
 
 
-def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, forward=None) -> dict:
-    """Both models evaluated: ``{model}_eval_loss/top1/top5`` with calibrated statistics (raw when `images` is
-    0) and ``..._raw`` with the statistics as they are, plus ``bn_calibration_images`` (0 when off or when the
-    model has no BatchNorm)."""
+def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, forward=None, dist=None) -> dict:
+    """Every member evaluated (both models of a pair, the one of a single-model run): ``{model}_eval_loss/top1/
+    top5`` with calibrated statistics (raw when `images` is 0) and ``..._raw`` with the statistics as they are,
+    plus ``bn_calibration_images`` (0 when off or when the model has no BatchNorm).
+
+    With `dist` (several processes; call on every rank with its shards of the validation and calibration
+    batches) the figures are those of the whole split on every rank (`evaluate`, `calibrate_bn`). The raw
+    figures use each rank's own running statistics: make them identical first (`Distributed.reduce_bn`)."""
     row = {}
-    for name in MODELS:
+    for name in getattr(pair, "members", MODELS):
         model = pair.model(name)
         fwd = forward[name] if forward else model
-        raw = evaluate(model, val_batches, fwd)
+        raw = evaluate(model, val_batches, fwd, dist)
         used = Calibration(0, 0)
         if images:
-            with calibrated(model, calibration_batches, images) as used:
-                tuned = evaluate(model, val_batches, fwd) if used.layers else raw
+            with calibrated(model, calibration_batches, images, dist) as used:
+                tuned = evaluate(model, val_batches, fwd, dist) if used.layers else raw
         else:
             tuned = raw
         row.update(_figures(name, tuned), **_figures(name, raw, "_raw"), bn_calibration_images=used.images)

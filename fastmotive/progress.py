@@ -80,3 +80,13 @@ class LogLines:
 
     def close(self) -> None:
         pass
+
+
+class NoProgress:
+    """Silence: the progress of ranks other than 0 in a multi-process run (rank 0 reports for the job)."""
+
+    def update(self, step: dict, totals: TrainState) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

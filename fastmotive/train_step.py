@@ -26,7 +26,8 @@ class StepFn(Protocol):
         model: "base" or "motivated", the active model (the pair has already switched to it).
         images, labels: the batch as the loader yields it (labels: int64 classes, or float [B, classes] soft
             targets under Mixup/CutMix); with ``--grad-accum-steps N``, lists of the N micro-batches whose
-            gradients this one optimizer step accumulates.
+            gradients this one optimizer step accumulates. In a multi-process run a step function must itself
+            agree on the loss and average the gradients across ranks, as `TrainStep` does.
         lr: the schedule's learning rate for this step.
         step: the global step, 0-based: optimizer steps taken before this one by either model (Adam's bias
             correction counts it, since the state rows travel between the models).
@@ -65,7 +66,8 @@ def clip_gradient(grad: torch.Tensor, model: torch.nn.Module, value: float, mode
 
 class TrainStep:
     """The default step: zero_grad, forward and loss (bf16 autocast if `amp`) and backward on each
-    micro-batch, then the gradient hook (the distributed all-reduce), clipping, and the optimizer step.
+    micro-batch, then (several processes) the agreement and the gradient all-reduce, clipping, and the optimizer
+    step.
 
     Args:
         models: {"base": module, "motivated": module}, the modules whose `train()` mode this step keeps.
@@ -75,18 +77,20 @@ class TrainStep:
         amp, channels_last: the settings of the same names.
         clip_grad, clip_mode: gradient clipping (None: off).
         grad_norm: also return the gradient's L2 norm (an extra pass over the gradient row and a sync).
-        grad_hook: called with the segment's flat gradient after the last backward, before clipping (the
-            all-reduce over processes).
+        dist: the process group (`fastmotive.distributed.Distributed`; None: this process alone). After the
+            last backward the ranks agree on the step and the active model and average their losses
+            (`dist.agree`: the loss returned, the one the condition sees), then the gradient segment is
+            averaged over ranks in one all-reduce, before clipping and the optimizer step.
     """
 
     def __init__(self, models: dict, forward: dict, optimizers: dict, *, loss=None, amp: bool = False,
                  channels_last: bool = False, clip_grad: float | None = None, clip_mode: str = "norm",
-                 grad_norm: bool = False, grad_hook: Callable[[torch.Tensor], None] | None = None):
+                 grad_norm: bool = False, dist=None):
         self.models, self.forward, self.optimizers = models, forward, optimizers
         self.loss = loss or make_loss()
         self.amp, self.channels_last = amp, channels_last
         self.clip_grad, self.clip_mode = clip_grad, clip_mode
-        self.grad_norm, self.grad_hook = grad_norm, grad_hook
+        self.grad_norm, self.dist = grad_norm, dist
 
     def __call__(self, model: str, images, labels, lr: float, step: int) -> StepResult:
         module, optimizer = self.models[model], self.optimizers[model]
@@ -105,11 +109,13 @@ class TrainStep:
             (loss / len(micro)).backward()   # the mean over micro-batches, as one batch of all of them
             total = total + loss.detach()
         grad = optimizer.segment.grad
-        if self.grad_hook is not None:
-            self.grad_hook(grad)
+        if self.dist is not None and self.dist.enabled:
+            # agreement first: ranks training different models would all-reduce segments of different sizes
+            total = self.dist.agree(total / len(micro), model, step) * len(micro)
+            self.dist.average_gradients(grad, step)
         # before step(), which zeroes the gradient; after the all-reduce, so every process sees one norm
         grad_norm = grad.norm().item() if self.grad_norm else None
         if self.clip_grad is not None:
             clip_gradient(grad, module, self.clip_grad, self.clip_mode)
         optimizer.step(lr, step + 1)
-        return StepResult(total.item() / len(micro), grad_norm)   # .item(): a sync point, once per step
+        return StepResult(float(total) / len(micro), grad_norm)   # float(): a sync point, once per step

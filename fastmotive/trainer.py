@@ -23,12 +23,13 @@ import torch.nn.functional as F
 
 from . import checkpoint, settings
 from .conditions import Condition, Signal, parse_condition
+from .distributed import Distributed, synced_view
 from .errors import ConfigError, TrainingDivergedError
 from .evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
 from .interrupt import StopOnSigint
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MotivatedPair
-from .progress import open_progress
+from .progress import NoProgress, open_progress
 from .rundir import RunDir
 from .schedules import make_schedule
 from .train_state import TrainState, checkpoint_state, restore
@@ -65,6 +66,9 @@ class Trainer:
         step_fn: trains one batch (`fastmotive.train_step.StepFn`); None: `default_step()`.
         compile_backend: the torch.compile backend when ``config.compile`` is set (tests pass a counting one).
         optimizer_kwargs: extra arguments for create_optimizer (betas, eps, nesterov, ...).
+        dist: the process group of a multi-process run (`fastmotive.distributed.Distributed`; None: this
+            process alone). Every rank builds the same Trainer and calls fit() with its shards of the batches;
+            rank 0 writes the logs and checkpoints (see docs/distributed.md).
         **settings: TrainConfig fields overriding `config`, plus the aliases optimizer (opt), schedule
             (sched) and progress (not no_progress).
     Raises:
@@ -73,7 +77,7 @@ class Trainer:
 
     def __init__(self, pair: MotivatedPair, config=None, *, condition: Condition | str | None = None,
                  output=None, flops: dict | None = None, step_fn: StepFn | None = None,
-                 compile_backend="inductor", optimizer_kwargs: dict | None = None, **settings_):
+                 compile_backend="inductor", optimizer_kwargs: dict | None = None, dist=None, **settings_):
         if isinstance(condition, str):   # a spec such as "streak:2" is a setting
             settings_, condition = {**settings_, "condition": condition}, None
         self.config = c = _config_with(config, settings_)
@@ -81,7 +85,10 @@ class Trainer:
         if len(pair.members) == 1 and c.condition != "never":   # a single model: nothing to switch to
             c = self.config = settings.replace(c, condition="never")
         self.condition = condition if condition is not None else parse_condition(c.condition, seed=c.seed)
-        self.run = RunDir(output) if output is not None else None
+        self.dist = dist if dist is not None else Distributed.single()
+        # every rank checkpoints (a collective; rank 0 writes), only rank 0 writes the logs
+        self.checkpoint_path = RunDir(output).checkpoint_path if output is not None else None
+        self.run = RunDir(output) if output is not None and self.dist.is_main else None
         pair.set_state_rows(len(OPTIMIZERS[c.opt].state_rows))   # before taking segments: may re-bind
         # timm models list tensors never to decay (ViT: pos_embed, cls_token); both members share the names
         no_decay = tuple(getattr(pair.base, "no_weight_decay", lambda: ())())
@@ -108,7 +115,7 @@ class Trainer:
         return TrainStep({m: self.pair.model(m) for m in self.pair.members}, self.forward, self.optimizers,
                          loss=make_loss(smoothing=c.smoothing, bce=c.bce_loss), amp=c.amp,
                          channels_last=c.channels_last, clip_grad=c.clip_grad, clip_mode=c.clip_mode,
-                         grad_norm="grad_norm" in self.condition.needs)
+                         grad_norm="grad_norm" in self.condition.needs, dist=self.dist)
 
     @property
     def step(self) -> int:
@@ -145,7 +152,7 @@ class Trainer:
         t0, images_before = time.perf_counter(), self.state.images
         self._sigint = StopOnSigint()
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
-                                 done=self.step)
+                                 done=self.step) if self.dist.is_main else NoProgress()
         with self._sigint, contextlib.closing(progress):
             for epoch in range(self.state.epoch, epochs):
                 start, stopped = self.state.batch, False
@@ -163,8 +170,10 @@ class Trainer:
                     if target != active and not last:
                         self.pair.switch_to(target)   # takes effect from the next batch
                     self._record(dict(step=self.step, epoch=epoch, batch=batch, active=active,
-                                      loss=result.loss, lr=lr, images=_count(labels), switched=target != active),
-                                 progress)
+                                      loss=result.loss, lr=lr, images=_count(labels) * self.dist.world_size,
+                                      switched=target != active), progress)
+                    if c.check_sync and self.step % c.check_sync == 0:
+                        self.dist.check_sync(synced_view(self.pair, buffers=c.sync_bn), self.step)
                     stopped = self._should_stop() and not last   # a stop on the last batch ends the epoch
                     if stopped:
                         break
@@ -175,9 +184,10 @@ class Trainer:
                 self._end_epoch(val_batches, time.perf_counter() - t0)
                 if self._should_stop():
                     break
+        if self.checkpoint_path is not None:
+            self.save_checkpoint()
         if self.run is not None:
             self.run.close()
-            self.save_checkpoint()
             self.run.write_metrics(self.history, wall_s=time.perf_counter() - t0,
                                    images=self.state.images - images_before, flops=self.flops)
         return self.history
@@ -214,13 +224,21 @@ class Trainer:
         """Close an open motivated episode, evaluate both models, write the summary row and checkpoint."""
         self.pair.switch_to("base")   # no-op when the base is active
         row = self.state.end_epoch(wall_s)
+        self._distribute_bn()
         if val_batches is not None:
             row.update(evaluate_pair(self.pair, val_batches, self._calibration, self._calibration_images,
-                                     self.forward))
+                                     self.forward, dist=self.dist))
         self.history.epochs.append(row)
         if self.run is not None:
             self.run.log_epoch(row)
+        if self.checkpoint_path is not None:
             self.save_checkpoint()
+
+    def _distribute_bn(self) -> None:
+        """--dist-bn: the ranks' BatchNorm running statistics made identical (averaged, or rank 0's) before an
+        evaluation or a checkpoint, as timm's distribute_bn; SyncBatchNorm keeps them identical already."""
+        if self.dist.enabled and not self.config.sync_bn:
+            self.dist.reduce_bn([self.pair.model(m) for m in self.pair.members], self.config.dist_bn)
 
     def _holdout_batch(self, train_batches, val_batches):
         """'A held-out training batch' for conditions watching a validation loss: the first val batch."""
@@ -233,7 +251,8 @@ class Trainer:
         name = self.pair.active
         self.pair.model(name).eval()   # the next step puts it back in train mode
         images, labels = holdout
-        return F.cross_entropy(self.forward[name](images), labels).item()
+        # each rank holds its own validation shard: the mean over ranks keeps the decisions identical
+        return self.dist.mean(F.cross_entropy(self.forward[name](images), labels).item())
 
     def evaluate(self, name: str, batches) -> tuple[float, float, float]:
         """Mean loss, top-1 and top-5 accuracy (%) of one model on `batches` (eval mode, raw statistics)."""
@@ -241,20 +260,25 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
-        """Write `last.pt` atomically; refuses to replace a checkpoint with non-finite weights."""
-        if self.run is None:
+        """Write `last.pt` atomically (rank 0; every rank of a multi-process run must call it); refuses to
+        replace a checkpoint with non-finite weights."""
+        if self.checkpoint_path is None:
             return
+        self._distribute_bn()
+        checkpoint.save_on_main(self.dist, self._checkpoint_state, self.checkpoint_path)
+        self._checkpointed_at = self.step
+
+    def _checkpoint_state(self) -> dict:
         state = checkpoint_state(self.pair, self.state, self.condition, self.optimizers, self.config.opt)
         if not torch.isfinite(state["arena"][:-1]).all():   # the last row holds gradients, not saved state
             if self._checkpointed_at is not None:
                 kept = f"kept the checkpoint from step {self._checkpointed_at}"
             else:
-                kept = "kept the existing one" if self.run.checkpoint_path.exists() else \
+                kept = "kept the existing one" if self.checkpoint_path.exists() else \
                     "no checkpoint of this run was written"
             raise TrainingDivergedError(f"weights or optimizer state are not finite at step {self.step}; "
-                                        f"nothing was saved to {self.run.checkpoint_path} ({kept})")
-        checkpoint.save_atomic(state, self.run.checkpoint_path)
-        self._checkpointed_at = self.step
+                                        f"nothing was saved to {self.checkpoint_path} ({kept})")
+        return state
 
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore the pair, optimizer and condition state, position, totals and RNG from a checkpoint (a
@@ -263,14 +287,15 @@ class Trainer:
         run = RunDir(path if path.is_dir() else path.parent)
         if path.is_dir():
             path = run.checkpoint_path
-        saved = checkpoint.load(path)
+        saved = checkpoint.for_rank(checkpoint.load(path), self.dist.rank, self.dist.world_size)
         state = restore(saved, path, self.pair, self.condition, self.optimizers, self.config.opt)
-        self.history = History(*run.read_logs(steps=state.step, epochs=state.epoch))
         self.state = state
+        if self.dist.is_main:   # the logs are rank 0's
+            self.history = History(*run.read_logs(steps=state.step, epochs=state.epoch))
         if self.run is not None:
             self.run.rewrite_logs(self.history)   # drop log lines written after the checkpoint
-            if path.resolve() == self.run.checkpoint_path.resolve():
-                self._checkpointed_at = state.step
+        if self.checkpoint_path is not None and path.resolve() == self.checkpoint_path.resolve():
+            self._checkpointed_at = state.step
 
 
 def _config_with(config, overrides: dict):
