@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One-shot GPU check of fastmotive (issue 5), under 8 minutes on an H100 (BUDGET_S, default 450 s, caps the
+# One-shot GPU check of fastmotive (issue 5), under 10 minutes on an H100 (BUDGET_S, default 540 s, caps the
 # steps; a step past its limit is stopped and reported, the rest still run):
 #   1. CUDA tests: `pytest -m gpu tests`, then on the GPU: Triton vs torch vs naive switch bitwise for
 #      efficientnet_b0:b2, resnet18:34 and vit_tiny:small, and the arena optimizers vs torch.optim;
@@ -8,9 +8,12 @@
 #   4. images/sec for base / motivated / alternating and the plain timm loop, the tensor loader, compile off
 #      and `reduce-overhead` (benchmarks/overhead.py), with the framework-overhead ratios;
 #   5. loader images/sec (tensor, torch DataLoader, DALI if it imports);
+#   6. recipe V's augmentation (RandAugment, erasing, Mixup, CutMix) per loader against timm's pipeline, training
+#      images/sec with and without it, and the distributed path: torchrun with one process against the plain
+#      run (and --nproc 2 over NCCL when two GPUs are present);
 # then one summary table (benchmarks/gpu_summary.py). JSON and the log go to $OUT if set, else
 # benchmarks/results/gpu: env.json steps.json switch_latency.json bench_optim.json overhead.json loaders.json bn_calibration.json
-# summary.json gpu_check.log (8 files).
+# augment_loaders.json augment_cost.json distributed_one_gpu.json summary.json gpu_check.log (11 files).
 #
 # Usage:   bash benchmarks/gpu_check.sh            (PYTHON=... to choose the interpreter; COMMIT=... to record it)
 # Needs:   python with torch (CUDA), triton, timm, numpy, pyyaml, torchvision, pytest, pytest-benchmark,
@@ -35,7 +38,7 @@ fi
 COMMIT=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 declare -A RC
 elapsed() { echo "$(( $(date +%s) - START ))s"; }
-BUDGET_S=${BUDGET_S:-450}                 # the whole check; each step's limit is cut to what is left
+BUDGET_S=${BUDGET_S:-540}                 # the whole check; each step's limit is cut to what is left
 step() {   # step NAME TIMEOUT_S COMMAND...: run, record the exit code, never stop the script
     local name=$1 limit=$2; shift 2
     local left=$(( BUDGET_S - ($(date +%s) - START) ))
@@ -107,6 +110,14 @@ step "training overhead" 300 "$PYTHON" benchmarks/overhead.py --device cuda --co
 step "bn calibration" 60 "$PYTHON" benchmarks/bn_calibration.py --rounds 3 --json "$OUTDIR/bn_calibration.json"
 step "loaders" 60 "$PYTHON" benchmarks/loaders.py --data array32 --loaders tensor,dali,torch --repeats 3 \
     --json "$OUTDIR/loaders.json"
+
+# --- 6. recipe V's augmentation on the GPU, and the distributed path -----------------------------------
+step "augmentation loaders" 90 "$PYTHON" benchmarks/augment_loaders.py --device cuda --repeats 3 \
+    --json "$OUTDIR/augment_loaders.json"
+step "training with augmentation" 90 "$PYTHON" benchmarks/augment_cost.py --arch efficientnet_b0:b2 --img-size 224 \
+    --batch-size 64 --steps 10 --rounds 3 --json "$OUTDIR/augment_cost.json"
+step "distributed: torchrun x1 vs plain" 120 "$PYTHON" benchmarks/distributed_one_gpu.py --steps 200 \
+    --json "$OUTDIR/distributed_one_gpu.json"
 
 # --- summary -------------------------------------------------------------------------------------------
 "$PYTHON" - "$OUTDIR/steps.json" <<EOF
