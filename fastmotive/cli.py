@@ -1,5 +1,5 @@
-"""The ``fastmotive`` command line: it only parses, then calls the library (train, export, eval, map, compare,
-tune-k)."""
+"""The ``fastmotive`` command line: it only parses, then calls the library (train, export, eval, map, recipes,
+compare, transfer, tune-k)."""
 from __future__ import annotations
 
 import argparse
@@ -7,12 +7,16 @@ import sys
 
 from . import settings
 from .errors import FastmotiveError
-from .experiments.commands import add_compare_parser, add_tune_k_parser
+from .experiments.commands import add_compare_parser, add_transfer_parser, add_tune_k_parser
+from .recipes import list_recipes, resolve_config
 
-CONFIGURABLE = ("train", "compare", "tune-k")   # commands whose flags a YAML -c file may set
+CONFIGURABLE = ("train", "compare", "transfer", "tune-k")   # commands whose flags a -c YAML file or recipe may set
 
 
 def cmd_train(args) -> int:
+    from .launch import launch, launched
+    if args.nproc and args.nproc > 1 and not launched():   # N workers of this same command, under torchrun's agent
+        return launch(args.argv, args.nproc)
     from .recipe import TrainRecipe
     recipe = TrainRecipe(settings.from_namespace(args), args.explicit)
     recipe.setup()
@@ -70,6 +74,17 @@ def cmd_map(args) -> int:
     return 0
 
 
+def cmd_recipes(args) -> int:
+    recipes = list_recipes()
+    if args.names:
+        print("\n".join(r.name for r in recipes))
+        return 0
+    for r in recipes:
+        print(f"{r.name}\n  {r.section}\n  {r.description}\n  {r.path}")
+    print("\nrun one with: fastmotive train -c NAME [flags that override it]")
+    return 0
+
+
 def _train_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a base and a motivated model in one run")
     settings.add_arguments(p)
@@ -102,20 +117,26 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--json", action="store_true", help="print the map as JSON")
     p.add_argument("--entries", action="store_true", help="list every entry")
     p.set_defaults(func=cmd_map)
+    p = commands["recipes"] = sub.add_parser("recipes", help="list the paper's training recipes (train -c NAME)")
+    p.add_argument("--names", action="store_true", help="names only, one a line")
+    p.set_defaults(func=cmd_recipes)
     commands["compare"] = add_compare_parser(sub)
+    commands["transfer"] = add_transfer_parser(sub)
     commands["tune-k"] = add_tune_k_parser(sub)
     return parser, commands
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    """Flags override the YAML config, which overrides the built-in defaults (timm's convention)."""
+    """Flags override the YAML config (-c FILE, or -c NAME for a shipped recipe), which overrides the built-in
+    defaults (timm's convention)."""
     parser, commands = build_parser()
     command = argv[0] if argv else None
     if command in CONFIGURABLE:
         first, _ = parser.parse_known_args(argv)
         if first.config:
-            commands[command].set_defaults(**settings.read_yaml(first.config))
+            commands[command].set_defaults(**settings.read_yaml(resolve_config(first.config)))
     args = parser.parse_args(argv)
+    args.argv = argv[1:]   # the command's own arguments, for `train --nproc N` to start its workers with
     args.explicit = settings.explicit_settings(lambda: build_parser()[1][command], argv[1:]) \
         if command == "train" else frozenset()
     return args

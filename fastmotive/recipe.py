@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -97,6 +98,9 @@ class TrainRecipe:
             config = settings.resume_config(config, saved, self.explicit, config.resume)
             config = self.config = _same_global_batch(config, saved, self.dist.world_size)
         settings.check_combinations(config)
+        if config.log_wandb and importlib.util.find_spec("wandb") is None:   # before any file is written
+            raise ConfigError("--log-wandb needs Weights & Biases: pip install 'fastmotive[wandb]' (or pip install "
+                              "wandb)")
         config = self.config = check_single_model(config, self.explicit)
         self.run_dir = run_dir_for(config)
         self._check_run_dir()

@@ -20,6 +20,12 @@ STEP_FIELDS = ["step", "epoch", "batch", "active", "loss", "lr", "images", "swit
 STEP_TYPES = {"step": int, "epoch": int, "batch": int, "active": str, "loss": float, "lr": float,
               "images": int, "switched": lambda text: text == "True"}
 SUMMARY_INTS = ("epoch", "switches", "bn_calibration_images")
+# summary.csv starts with timm's columns (timm's `update_summary`): the base model's calibrated figures are its
+# eval_*, copied from base_*; lr is the epoch's last lr. Then the motivated model's figures, then the rest of the
+# trainer's row (every name compare, report and metrics read stays).
+TIMM_COLUMNS = ("epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr")
+EVAL_COPIES = {"eval_loss": "base_eval_loss", "eval_top1": "base_top1", "eval_top5": "base_top5"}
+MOTIVATED_COLUMNS = ("motivated_eval_loss", "motivated_top1", "motivated_top5")
 
 
 class RunDir:
@@ -60,16 +66,23 @@ class RunDir:
             self._step_log = None
 
     def log_epoch(self, row: dict) -> None:
+        """Append the trainer's epoch row to summary.csv, in timm's column order (`summary_row`)."""
         self.path.mkdir(parents=True, exist_ok=True)
+        row = summary_row(row)
         _append_csv(self.path / "summary.csv", row, list(row))
 
     def rewrite_logs(self, history) -> None:
         """Make the CSV logs hold exactly `history` (after a resume from an earlier checkpoint)."""
         self.close()
-        for name, rows in (("steps.csv", history.steps), ("summary.csv", history.epochs)):
+        for name in ("steps.csv", "summary.csv"):
             (self.path / name).unlink(missing_ok=True)
-            for row in rows:
-                _append_csv(self.path / name, row, STEP_FIELDS if name == "steps.csv" else list(row))
+        if history.steps:
+            with open(self.path / "steps.csv", "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=STEP_FIELDS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(history.steps)
+        for row in history.epochs:
+            self.log_epoch(row)
 
     def read_logs(self, steps: int, epochs: int) -> tuple[list[dict], list[dict]]:
         """The first `steps` rows of steps.csv and `epochs` of summary.csv, typed as the trainer records them.
@@ -81,8 +94,8 @@ class RunDir:
         step_rows = _read_csv(self.path / "steps.csv", steps)
         summary_rows = _read_csv(self.path / "summary.csv", epochs)
         steps_typed = [{k: STEP_TYPES[k](v) for k, v in row.items()} for row in step_rows]
-        summary_typed = [{k: (int if k in SUMMARY_INTS else float)(v) for k, v in row.items()}
-                         for row in summary_rows]
+        summary_typed = [{k: (int if k in SUMMARY_INTS else float)(v) for k, v in row.items()
+                          if k not in EVAL_COPIES and v not in ("", None)} for row in summary_rows]
         return steps_typed, summary_typed
 
     def write_metrics(self, history, *, wall_s: float, images: int, flops: dict | None = None) -> dict:
@@ -190,8 +203,22 @@ class _CsvAppender:
         self.file.close()
 
 
+def summary_row(row: dict) -> dict:
+    """The trainer's epoch row as summary.csv holds it: timm's columns first (eval_* copied from the base's
+    base_* figures, when the epoch was evaluated), the motivated model's figures next, then the rest in the
+    row's order. `RunDir.read_logs` drops the eval_* copies again, so a row read back is the row logged."""
+    full = {**row, **{col: row[src] for col, src in EVAL_COPIES.items() if src in row}}
+    order = [c for c in (*TIMM_COLUMNS, *MOTIVATED_COLUMNS) if c in full]
+    return {c: full[c] for c in order + [c for c in full if c not in order]}
+
+
 def _append_csv(path: Path, row: dict, fields: list[str]) -> None:
+    """Append `row`; a file that exists keeps its header's columns (a row is never written under another
+    header's names)."""
     new = not path.exists()
+    if not new:
+        with open(path, newline="") as f:
+            fields = next(csv.reader(f), None) or fields
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         if new:
@@ -242,10 +269,13 @@ def plot_run(steps: list[dict], epochs: list[dict], path: Path) -> None:
     if xs:
         ax_loss.fill_between(xs, 0, top, transform=ax_loss.get_xaxis_transform(), color="tab:orange",
                              alpha=0.3, lw=0)
-    ax_loss.set(xlabel="step", ylabel="training loss", title="loss (shaded: motivated model active)")
+    ax_loss.set(xlabel="step", ylabel="training loss",
+                title="loss (shaded: motivated model active)" if xs else "training loss")
     if epochs and "base_top1" in epochs[0]:
         xs = [e["epoch"] + 1 for e in epochs]
         for name, marker, color in (("base", "o", "tab:blue"), ("motivated", "s", "tab:orange")):
+            if f"{name}_top1" not in epochs[0]:   # a single-model run: the base alone
+                continue
             ax_acc.plot(xs, [e[f"{name}_top1"] for e in epochs], marker + "-", color=color, label=name)
             if f"{name}_top1_raw" in epochs[0]:   # raw BN statistics, dashed
                 ax_acc.plot(xs, [e[f"{name}_top1_raw"] for e in epochs], marker + "--", color=color, alpha=0.5,

@@ -27,6 +27,7 @@ from .distributed import Distributed, synced_view
 from .errors import ConfigError, TrainingDivergedError
 from .evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
 from .interrupt import StopOnSigint
+from .loggers import RunLoggers
 from .optim import OPTIMIZERS, create_optimizer
 from .pair import MotivatedPair
 from .progress import NoProgress, open_progress
@@ -105,6 +106,7 @@ class Trainer:
                             for m in pair.members}
         self.step_fn = step_fn if step_fn is not None else self.default_step()
         self.history = History()
+        self.loggers = RunLoggers([])      # TensorBoard / W&B, opened by fit() on rank 0
         self.state = TrainState()          # global step, position (epoch, next batch), running totals
         self._sigint = StopOnSigint()
         self._checkpointed_at: int | None = None   # step of the checkpoint on disk, when one is known
@@ -151,9 +153,11 @@ class Trainer:
         self._calibration_images = calibration_images(c.bn_calibrate, n * accum * c.batch_size)
         t0, images_before = time.perf_counter(), self.state.images
         self._sigint = StopOnSigint()
+        self.loggers = RunLoggers.open(self.run.path, settings.record(c), tensorboard=c.log_tensorboard,
+                                       wandb=c.log_wandb, resume_step=self.step) if self.run else RunLoggers([])
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
                                  done=self.step) if self.dist.is_main else NoProgress()
-        with self._sigint, contextlib.closing(progress):
+        with self._sigint, contextlib.closing(progress), contextlib.closing(self.loggers):
             for epoch in range(self.state.epoch, epochs):
                 start, stopped = self.state.batch, False
                 if start == 0 and self.condition.start_epoch(epoch, n):
@@ -209,6 +213,7 @@ class Trainer:
         self.state.record(step)
         if self.run is not None:
             self.run.log_step(step)
+        self.loggers.step(step)
         progress.update(step, self.state)
 
     def _check_finite(self, loss: float, epoch: int, batch: int) -> None:
@@ -231,6 +236,7 @@ class Trainer:
         self.history.epochs.append(row)
         if self.run is not None:
             self.run.log_epoch(row)
+        self.loggers.epoch(row)
         if self.checkpoint_path is not None:
             self.save_checkpoint()
 

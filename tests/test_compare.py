@@ -52,14 +52,21 @@ def test_compare_writes_table_plot_and_per_run_flops(compared):
     assert list(rows) == ["X-C", "X-Y-B", "X-Y-M", "Y-C", "A-B", "A-M", "B-B", "B-M"]
     xc, xy, yc = (json.loads((folder / f"{r}-s0" / "metrics.json").read_text()) for r in ("X-C", "X-Y", "Y-C"))
     assert xc["steps"] == xy["steps"] == yc["steps"] == 4
-    f_xc, f_yc = xc["base_flops"], xc["motivated_flops"]
+    # X-C and Y-C train one model alone: its figures are the base_* ones
+    args = {r: yaml.safe_load((folder / f"{r}-s0" / "args.yaml").read_text()) for r in ("X-C", "X-Y", "Y-C")}
+    assert [(args[r]["arch"], args[r]["condition"]) for r in ("X-C", "X-Y", "Y-C")] == \
+        [("resnet20", "never"), ("resnet20:resnet32", "streak:1"), ("resnet32", "never")]
+    f_xc, f_yc = xc["base_flops"], yc["base_flops"]
     assert (f_xc, f_yc) == (40931968, 69472896)                 # resnet20 / resnet32 at 32 px
+    assert (xy["base_flops"], xy["motivated_flops"]) == (f_xc, f_yc)
+    assert (summary["base_gflops"], summary["motivated_gflops"]) == (f_xc / 1e9, f_yc / 1e9)
     assert xc["train_flops_per_image"] == f_xc and yc["train_flops_per_image"] == f_yc
     steps = read_steps(folder / "X-Y-s0")
     assert any(s["active"] == "motivated" for s in steps)
     assert xy["train_flops_per_image"] == pytest.approx(average_train_flops(steps, f_xc, f_yc))
     assert rows["X-Y-B"]["train_gflops_per_image"] == pytest.approx(xy["train_flops_per_image"] / 1e9)
-    assert rows["X-C"]["top1"] == [xc["base_top1"]] and rows["Y-C"]["top1"] == [yc["motivated_top1"]]
+    assert rows["X-C"]["top1"] == [xc["base_top1"]] and rows["Y-C"]["top1"] == [yc["base_top1"]]
+    assert rows["X-C"]["motivated_fraction"] is None and rows["Y-C"]["motivated_fraction"] is None
     assert rows["X-Y-M"]["top1"] == [xy["motivated_top1"]]
     # the formulas on the table's own numbers
     acc = {r: rows[r]["top1_mean"] for r in rows}
@@ -134,15 +141,17 @@ def test_interrupted_by_max_steps_then_continued(tmp_path, capsys):
 
 def test_summarize_on_the_papers_table2(tmp_path):
     """The table's formulas on hand-written metrics: ResNet-50-C / Res-50-101-B / ResNet-101-C (Table 2)."""
-    runs = {"X-C": {"base_top1": 78.06, "train_flops_per_image": 3.8e9},
-            "X-Y": {"base_top1": 78.40, "motivated_top1": 79.0, "train_flops_per_image": 3.84e9},
-            "Y-C": {"motivated_top1": 79.80, "train_flops_per_image": 7.6e9}}
+    runs = {"X-C": {"base_top1": 78.06, "train_flops_per_image": 3.8e9, "base_flops": 3.8e9},   # single-model
+            "X-Y": {"base_top1": 78.40, "motivated_top1": 79.0, "train_flops_per_image": 3.84e9,
+                    "base_flops": 3.8e9, "motivated_flops": 7.6e9, "motivated_image_fraction": 0.01},
+            "Y-C": {"base_top1": 79.80, "train_flops_per_image": 7.6e9, "base_flops": 7.6e9}}      # single-model
     for label, m in runs.items():
         (tmp_path / f"{label}-s0").mkdir()
-        (tmp_path / f"{label}-s0" / "metrics.json").write_text(json.dumps(
-            dict(m, base_flops=3.8e9, motivated_flops=7.6e9, motivated_image_fraction=0.01)))
+        (tmp_path / f"{label}-s0" / "metrics.json").write_text(json.dumps(m))
     summary = summarize(tmp_path, [0])
+    assert (summary["base_gflops"], summary["motivated_gflops"]) == (3.8, 7.6)
     rows = {r["row"]: r for r in summary["rows"]}
+    assert rows["Y-C"]["top1"] == [79.80] and rows["X-Y-B"]["motivated_fraction"] == 0.01
     assert rows["X-Y-B"]["acc_flops"]["value"] == pytest.approx(8.5)
     assert round(rows["Y-C"]["acc_flops"]["value"], 2) == 0.46
     assert rows["X-Y-B"]["acc_f_ratio"]["value"] == pytest.approx(18.56, abs=0.01)
@@ -151,10 +160,23 @@ def test_summarize_on_the_papers_table2(tmp_path):
     (tmp_path / "X-Y-s0" / "metrics.json").write_text(json.dumps(
         {"base_top1": 78.30, "motivated_top1": 9.0, "train_flops_per_image": 3.8e9, "base_flops": 3.8e9}))
     summary = summarize(tmp_path, [0])
+    assert (summary["base_gflops"], summary["motivated_gflops"]) == (3.8, 7.6)   # from X-C and Y-C
     write_report(tmp_path, summary)
     md = (tmp_path / "compare.md").read_text()
     assert "| X-Y-B | 78.30 | 1 | 3.8 | undefined (1) | undefined (1) |" in md
     assert "(1) undefined: X-Y-B vs X-C: FLOPs equal the reference's" in md and "inf" not in md
+
+
+def test_classic_runs_train_one_model_alone():
+    from fastmotive.experiments.compare import run_config
+    from fastmotive.settings import TrainConfig
+    base = TrainConfig(arch="efficientnet_b0:b2", condition="streak:3", drop="0.1:0.3", drop_path="auto", seed=9)
+    xc, xy, yc, a = (run_config(base, Path("out"), label, 4, *extra) for label, *extra in
+                     (("X-C",), ("X-Y",), ("Y-C",), ("A", "random:0.2")))
+    assert (xc.arch, xc.condition, xc.drop, xc.drop_path) == ("efficientnet_b0", "never", "0.1", "auto")
+    assert (yc.arch, yc.condition, yc.drop, yc.drop_path) == ("efficientnet_b2", "never", "0.3", "auto")
+    assert (xy.arch, xy.condition, xy.drop) == ("efficientnet_b0:b2", "streak:3", "0.1:0.3")
+    assert (a.condition, a.seed, a.output, a.experiment) == ("random:0.2", 4, "out", "A-s4")
 
 
 def test_first_batches_wraps_a_loader():

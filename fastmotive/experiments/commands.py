@@ -1,11 +1,13 @@
-"""``fastmotive compare`` and ``fastmotive tune-k`` on the command line: their parsers, and commands that only
-turn the parsed flags into a TrainConfig and call the experiment."""
+"""``fastmotive compare``, ``fastmotive transfer`` and ``fastmotive tune-k`` on the command line: their parsers, and
+commands that only turn the parsed flags into a TrainConfig and call the experiment."""
 from __future__ import annotations
 
 import argparse
 
 from .. import settings
+from ..recipes import resolve_config
 from .compare import ABLATIONS, compare
+from .transfer import transfer
 from .tune_k import RULES, tune_k
 
 # Train settings each command sets itself, per run or as its own option (with its own help and default).
@@ -58,6 +60,55 @@ def add_compare_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _setting_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` for one train setting: the value read as the setting's flag reads it (``none``: None)."""
+    key, sep, value = text.partition("=")
+    setting = settings.BY_NAME.get(key.strip().replace("-", "_"))
+    if not sep or setting is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SETTING=VALUE with a `fastmotive train` setting, "
+                                         "e.g. epochs=3 or lr=0.01")
+    value = value.strip()
+    try:
+        if value.lower() in ("none", "null"):
+            parsed = None
+        elif setting.type is None:   # a switch
+            parsed = {"true": True, "false": False}[value.lower()]
+        elif setting.nargs == 2:
+            parsed = tuple(setting.type(v) for v in value.replace(",", " ").split())
+        else:
+            parsed = setting.type(value)
+    except (KeyError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r}: {value!r} is not a value of {setting.flag}") from None
+    return setting.name, parsed
+
+
+def add_transfer_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("transfer", help="fine-tune the base of X-C and of X-Y on a second dataset (paper Table 3)",
+                       epilog=_EPILOG + " They are the source runs' settings (X-C and X-Y, as compare's); the "
+                       "fine-tune runs take them with --finetune-config and --finetune on top. --seed and --resume are "
+                       "refused.", allow_abbrev=False)
+    g = p.add_argument_group("transfer")   # first in --help
+    settings.add_arguments(p, exclude=COMPARE_OWN)
+    g.add_argument("--arch", default=settings.DEFAULT_ARCH, help="BASE:MOTIVATED, e.g. resnet20:resnet32")
+    g.add_argument("--condition", default="streak:2", help="the X-Y runs' condition (the paper's: streak:K)")
+    g.add_argument("--to", required=True, metavar="DATASET", help="the dataset the bases are fine-tuned on")
+    g.add_argument("--to-data-dir", default=None, metavar="DIR", help="its files (as --data-dir)")
+    g.add_argument("--finetune-config", default=None, metavar="YAML|RECIPE",
+                   help="settings the fine-tune runs change (a YAML file or a recipe name, e.g. paper-transfer; "
+                        "arch, dataset and initial_checkpoint are set by transfer)")
+    g.add_argument("--finetune", type=_setting_value, action="append", default=[], metavar="SETTING=VALUE",
+                   help="one more fine-tune setting, after --finetune-config (repeatable), e.g. --finetune lr=0.01")
+    g.add_argument("--seeds", type=int, default=3, help="seeds per configuration")
+    g.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed .. first-seed + seeds - 1")
+    g.add_argument("--output", default="output", help="parent folder of the source folder")
+    g.add_argument("--experiment", default=None, help="source folder name (default: compare-ARCH-DATASET, where "
+                   "compare puts its runs: they are reused)")
+    g.add_argument("--seed", action=_Refused, hint="use --seeds N and --first-seed S")
+    g.add_argument("--resume", action=_Refused, hint=_RERUN)
+    p.set_defaults(func=cmd_transfer)
+    return p
+
+
 def add_tune_k_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("tune-k", help="choose the condition's k by k-fold cross-validation on the training set",
                        epilog=_EPILOG + " --seed seeds the runs and the fold split; --resume is refused: tune-k "
@@ -78,6 +129,14 @@ def add_tune_k_parser(sub) -> argparse.ArgumentParser:
 def cmd_compare(args: argparse.Namespace) -> int:
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     return 0 if compare(settings.from_namespace(args), seeds, ablation=args.ablation) is not None else 130
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    finetune = settings.read_yaml(resolve_config(args.finetune_config)) if args.finetune_config else {}
+    finetune.update(args.finetune)
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    return 0 if transfer(settings.from_namespace(args), seeds, args.to, args.to_data_dir, finetune) is not None \
+        else 130
 
 
 def cmd_tune_k(args: argparse.Namespace) -> int:

@@ -1,13 +1,15 @@
 """``compare``: the paper's comparison (Acheli & Gaaloul, Sec. 4) run on your data, seed after seed:
 
-    OUTPUT/NAME/X-C-s0   base only (condition never)          -> the X-C row
-                Y-C-s0   motivated only (always)              -> the Y-C row
-                X-Y-s0   the chosen condition (streak:2)      -> the X-Y-B and X-Y-M rows
+    OUTPUT/NAME/X-C-s0   the base model trained alone          -> the X-C row
+                Y-C-s0   the motivated model trained alone     -> the Y-C row
+                X-Y-s0   the pair, the chosen condition        -> the X-Y-B and X-Y-M rows
                 A-s0     experiment A: random:P, P matched to X-Y-s0's motivated batches per epoch
                 B-s0     experiment B: matched:N, N = X-Y-s0's motivated batches per epoch (mean, rounded)
                 compare.md / .csv / .json / .png, compare.yaml (the settings)
 
-Every run shares the base TrainConfig and its seed's data order; the runs of a seed differ only by the condition.
+Every run shares the base TrainConfig and its seed's data order. X-C and Y-C are single-model runs (``--arch
+resnet20``, ``--arch resnet32``: their figures are under base_* in their logs); the pair runs of a seed differ only
+by the condition.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from pathlib import Path
 
 from .. import settings
 from ..errors import ExperimentError
+from ..families import parse_arch
+from ..setting_checks import parse_member_rates
 from .report import write_report
 from .runs import check_settings, experiment_folder, finished, train_one, write_settings
 from .stats import summarize
@@ -72,14 +76,14 @@ def compare(base, seeds: list[int], ablation: str = "none") -> dict | None:
         raise ExperimentError(f"ablation {ablation!r} is not one of {', '.join(ABLATIONS)}")
     folder = experiment_folder(base, "compare")
     for seed in seeds:   # refuse a folder of other settings before training anything (A and B: when matched)
-        for label, condition in _classic_runs(base):
-            check_settings(_config(base, folder, label, seed, condition))
+        for label in CLASSIC_RUNS:
+            check_settings(run_config(base, folder, label, seed))
     write_settings(folder, "compare", {"seeds": list(seeds), "ablation": ablation}, base, drop=("seed", "resume"))
     matching = {}
     for seed in seeds:
         results = {}
-        for label, condition in _classic_runs(base):
-            results[label] = train_one(_config(base, folder, label, seed, condition))
+        for label in CLASSIC_RUNS:
+            results[label] = train_one(run_config(base, folder, label, seed))
             if results[label] is None:
                 return None
         if ablation != "random":
@@ -90,7 +94,7 @@ def compare(base, seeds: list[int], ablation: str = "none") -> dict | None:
             continue
         matching[seed] = match = matched_conditions(read_steps(folder / f"X-Y-s{seed}"))
         for label in ("A", "B"):
-            if train_one(_config(base, folder, label, seed, match[label])) is None:
+            if train_one(run_config(base, folder, label, seed, match[label])) is None:
                 return None
     summary = summarize(folder, list(seeds), ablation=ablation == "random")
     summary["ablation_matching"] = {f"s{s}": m for s, m in matching.items()}
@@ -100,11 +104,28 @@ def compare(base, seeds: list[int], ablation: str = "none") -> dict | None:
     return summary
 
 
-def _classic_runs(base) -> tuple[tuple[str, str], ...]:
-    """(run label, condition) of a seed's X-C, X-Y and Y-C runs, in the order they train."""
-    return ("X-C", "never"), ("X-Y", base.condition), ("Y-C", "always")
+CLASSIC_RUNS = ("X-C", "X-Y", "Y-C")   # a seed's runs, in the order they train
 
 
-def _config(base, folder: Path, label: str, seed: int, condition: str):
-    """The settings of run LABEL-sSEED in `folder`: the base settings with this condition and seed."""
-    return settings.replace(base, condition=condition, seed=seed, output=str(folder), experiment=f"{label}-s{seed}")
+def run_config(base, folder: Path, label: str, seed: int, condition: str | None = None):
+    """The settings of run LABEL-sSEED in `folder`.
+
+    X-C and Y-C train one model alone (``arch`` the base's or the motivated model's name, condition ``never``,
+    a ``--drop``/``--drop-path`` BASE:MOTIVATED pair reduced to that model's rate); the pair runs (X-Y, A, B)
+    keep the base settings with `condition` (default: the base's, the X-Y runs').
+    """
+    changes = {"seed": seed, "output": str(folder), "experiment": f"{label}-s{seed}"}
+    if label in ("X-C", "Y-C"):
+        member = 0 if label == "X-C" else 1
+        arch = parse_arch(base.arch)
+        changes.update(arch=(arch.base, arch.motivated)[member], condition="never",
+                       **{k: member_rate(getattr(base, k), member) for k in ("drop", "drop_path")})
+    else:
+        changes["condition"] = base.condition if condition is None else condition
+    return settings.replace(base, **changes)
+
+
+def member_rate(spec, member: int):
+    """One member's rate of a ``--drop``/``--drop-path`` value: None and auto stay, "B:M" gives B or M."""
+    rates = parse_member_rates(spec)
+    return spec if rates is None or rates == "auto" else f"{rates[member]:g}"

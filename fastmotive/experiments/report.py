@@ -124,3 +124,42 @@ def write_tune_k_report(folder: Path, summary: dict) -> str:
     text = "\n".join(lines) + "\n"
     (folder / "tune_k.md").write_text(text)
     return text
+
+
+TRANSFER_FIELDS = ["row", "source_run", "n", "source_top1_mean", "source_top1_sd", "top1_mean", "top1_sd",
+                   "top1_raw_mean", "top1_raw_sd"]
+
+
+def transfer_markdown(folder_name: str, summary: dict) -> str:
+    """transfer.md: the paper's Table 3 layout, one row per starting point."""
+    target = summary["target"]
+    lines = [f"# fastmotive transfer: {folder_name}", "",
+             (f"Base models fine-tuned on {target} with one recipe and the same seeds: Unmot from the base trained "
+              "alone (X-C), Mot from the base trained with its motivated model (X-Y-B). Top-1 % (mean ± sd over "
+              "seeds), BN-calibrated (--bn-calibrate), and raw."), "",
+             f"| row | from | source top-1 % | {target} top-1 % | n | raw {target} top-1 % |", "|---|---|---|---|---|---|"]
+    for r in summary["rows"]:
+        lines.append(f"| {r['row']} | {r['source_run']} | {_mean_sd(r['source_top1_mean'], r['source_top1_sd'])} | "
+                     f"{_mean_sd(r['top1_mean'], r['top1_sd'])} | {len(r['top1'])} | "
+                     f"{_mean_sd(r['top1_raw_mean'], r['top1_raw_sd'])} |")
+    d = summary["difference"]
+    if d["per_seed"]:
+        per_seed = ", ".join(f"s{s}: {v:+.2f}" for s, v in zip(d["seeds"], d["per_seed"]))
+        lines += ["", f"Mot - Unmot: {fmt(d['mean'], '+.2f')}" + (f" ± {d['sd']:.2f}" if d["sd"] is not None else "")
+                  + f" points ({per_seed})"]
+    return "\n".join(lines) + "\n"
+
+
+def write_transfer_report(folder: Path, summary: dict) -> str:
+    """transfer.json, transfer.csv and transfer.md in `folder`; returns the markdown."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "transfer.json").write_text(json.dumps(summary, indent=1))
+    with open(folder / "transfer.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=TRANSFER_FIELDS)
+        w.writeheader()
+        for r in summary["rows"]:
+            w.writerow({**{k: r.get(k) for k in TRANSFER_FIELDS}, "n": len(r["top1"])})
+    text = transfer_markdown(folder.name, summary)
+    (folder / "transfer.md").write_text(text)
+    return text
