@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
-import json
 import os
 import platform
 import statistics
@@ -32,6 +31,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import write_json  # noqa: E402
 
 from fastmotive.data import DaliLoader, TensorLoader, TorchLoader, dali_available
 from fastmotive.data._synthetic import random_images, write_image_folder
@@ -133,11 +134,7 @@ def main(argv=None) -> list[dict]:
                       f"{rec['gb_per_sec']:6.3f} GB/s out", flush=True)
     print_table(records)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        tmp_path = f"{args.json}.tmp"
-        with open(tmp_path, "w") as f:
-            json.dump(records, f, indent=1)
-        os.replace(tmp_path, args.json)
+        write_json(records, args.json)
     return records
 
 

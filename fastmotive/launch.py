@@ -60,12 +60,17 @@ def launch(argv: Sequence[str], nproc: int, *, entry: Sequence[str] = ENTRY, mon
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0,
                           monitor_interval=monitor_interval)
     args = [*entry, *without_nproc(argv)]
+    # the elastic agent installs its own SIGINT/SIGTERM handlers in this process and leaves them behind
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as exc:
         message, status = describe_failure(exc.failures, nproc)
         print(message, file=sys.stderr)
         return status
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return 0
 
 

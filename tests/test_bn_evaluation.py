@@ -19,12 +19,7 @@ FAST = ["--arch", "resnet20:resnet32", "-b", "64", "--no-progress", "--opt", "sg
         "--warmup-epochs", "0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fastmotive(*args):

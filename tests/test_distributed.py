@@ -33,12 +33,7 @@ from fastmotive.optim import create_optimizer
 WORLD, GLOBAL, STEPS = 2, 16, 12
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- tiny pairs and data ------------------------------------------------------------------------------------

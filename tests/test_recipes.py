@@ -5,7 +5,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from fastmotive import settings
@@ -18,12 +17,7 @@ NAMES = ["paper-efficientnet-cifar100", "paper-resnet-cifar", "paper-resnet-imag
          "paper-vit-cifar"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_five_recipes_are_listed_with_section_and_description():

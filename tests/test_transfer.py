@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from fastmotive.cli import main
@@ -14,12 +13,7 @@ from fastmotive.experiments.transfer import finetune_config
 from fastmotive.settings import TrainConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_metrics(path: Path, **metrics) -> None:

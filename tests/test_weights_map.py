@@ -20,7 +20,7 @@ def test_parse_arch(spec, base, motivated, family):
     assert (fam.name, b, m) == (family, base, motivated)
 
 
-@pytest.mark.parametrize("spec", ["efficientnet_b0", "foo:bar", "efficientnet_b0:b9", ":b2", "a:b:c",
+@pytest.mark.parametrize("spec", ["efficientnet_b0:", "efficientnet_b9", "foo:bar", "efficientnet_b0:b9", ":b2", "a:b:c",
                                   "resnet20:resnet34x"])
 def test_bad_arch_spec_lists_families_and_syntax(spec):
     with pytest.raises(fm.ArchSpecError) as err:
@@ -91,3 +91,8 @@ def test_efficientnet_blocks_map_same_index():
     targets = {e.base: e.motivated for e in pair.weights_map.entries}
     assert targets["blocks.1.1.conv_pw.weight"] == "blocks.1.1.conv_pw.weight"
     assert "blocks.1.2.conv_pw.weight" in pair.weights_map.differential   # b1 has one more block in stage 1
+
+
+def test_one_model_name_is_a_single_model_spec():
+    family, base, motivated = parse_arch("resnet50")
+    assert (family.name, base, motivated) == ("resnet", "resnet50", None)
