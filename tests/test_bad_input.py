@@ -18,6 +18,9 @@ Bad inputs tried and what they get (each row is a case below):
 | YAML `epochs: 1.5`, a YAML list, a non-YAML file | the key, or the file |
 | `resnet20:resnet20`, `resnet32:resnet20` | the same model twice; the larger model given first |
 | a ViT at `--img-size 8` (patch 16) | the input holds no patch |
+| `--aa rand-foo`, `--drop 1.5`, `--mixup -1`, `--opt-betas 0.9 1.5`, `--nproc 0` | the flag, the value and what is allowed |
+| `--drop-path` on the CIFAR ResNets, `--sync-bn` on a CPU, a missing `--initial-checkpoint` | what is wrong and what to do |
+| `--grad-accum-steps` over an epoch's batches, `--condition` on a single model | the contradiction |
 | `map --num-classes -3`, `tune-k --folds 100000` | argparse; the rarest class's count |
 | a read-only `--output` | the OS error in one line |
 | a second process in a running run's directory | "in use by another fastmotive process (PID ...)" |
@@ -102,6 +105,11 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--min-lr", "1"], "--min-lr"), (["--num-classes", "3"], "--num-classes 3"),
     (["--arch", "resnet20:resnet20"], "twice"), (["--arch", "resnet32:resnet20"], "larger"),
     (["--arch", "vit_tiny_patch16_224:vit_small_patch16_224", "--img-size", "8"], "holds none"),
+    (["--aa", "rand-foo"], "--aa"), (["--drop", "1.5"], "--drop"), (["--drop-path", "0.1"], "--drop-path: resnet20"),
+    (["--mixup", "-1"], "--mixup"), (["--opt-betas", "0.9", "1.5"], "--opt-betas"), (["--nproc", "0"], "--nproc"),
+    (["--initial-checkpoint", "missing.safetensors"], "no such file"), (["--sync-bn"], "--sync-bn needs CUDA"),
+    (["--grad-accum-steps", "100", "--epoch-batches", "2"], "--grad-accum-steps 100"),
+    (["--arch", "resnet20", "--condition", "streak:2"], "trains one model alone"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused
