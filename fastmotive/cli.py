@@ -61,7 +61,12 @@ def _images(text: str) -> int:
 
 
 def cmd_map(args) -> int:
+    from .errors import ArchSpecError
+    from .families import parse_arch
     from .pair import MotivatedPair
+    if parse_arch(args.arch).motivated is None:
+        raise ArchSpecError(f"map {args.arch}: one model has no weights map; give BASE:MOTIVATED, e.g. "
+                            f"{args.arch}:...")
     pair = MotivatedPair.from_arch(args.arch, num_classes=args.num_classes, img_size=args.img_size)
     if args.json:
         print(pair.weights_map.to_json())
@@ -86,7 +91,7 @@ def cmd_recipes(args) -> int:
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("train", help="train a base and a motivated model in one run")
+    p = sub.add_parser("train", help="train a base and a motivated model in one run (or one model alone)")
     settings.add_arguments(p)
     p.set_defaults(func=cmd_train)
     return p

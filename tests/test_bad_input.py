@@ -21,7 +21,7 @@ Bad inputs tried and what they get (each row is a case below):
 | `--aa rand-foo`, `--drop 1.5`, `--mixup -1`, `--opt-betas 0.9 1.5`, `--nproc 0` | the flag, the value and what is allowed |
 | `--drop-path` on the CIFAR ResNets, `--sync-bn` on a CPU, a missing `--initial-checkpoint` | what is wrong and what to do |
 | `--grad-accum-steps` over an epoch's batches, `--condition` on a single model | the contradiction |
-| `map --num-classes -3`, `tune-k --folds 100000` | argparse; the rarest class's count |
+| `map --num-classes -3`, `map resnet20`, `tune-k --folds 100000` | argparse; a single model has no map; the rarest class's count |
 | a read-only `--output` | the OS error in one line |
 | a second process in a running run's directory | "in use by another fastmotive process (PID ...)" |
 """
@@ -130,6 +130,7 @@ def test_bad_config_files_are_refused(tmp_path, text, needle):
 
 def test_other_commands_check_their_numbers(tmp_path):
     refused(fastmotive("map", "resnet20:resnet32", "--num-classes", "-3"), "positive")
+    refused(fastmotive("map", "resnet20"), "one model has no weights map")
     refused(fastmotive("tune-k", "--arch", "resnet20:resnet32", "--folds", "100000", "--output", tmp_path),
             "rarest class")
 
