@@ -76,3 +76,11 @@ def test_the_cycle_finder_finds_cycles():
 def test_no_module_over_about_400_lines():
     long = {name: n for name, path in module_files().items() if (n := len(path.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+def test_every_subpackage_is_in_the_wheel():
+    """A subpackage missing from pyproject's explicit list works in the editable install and vanishes from a wheel."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "fastmotive").rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
