@@ -11,12 +11,21 @@ says otherwise (timm's ``wandb.init(config=args)``), writing into RUN_DIR/wandb.
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
 from .errors import ConfigError
 
 EVAL_FIGURES = (("eval_loss", "loss"), ("top1", "top1"), ("top5", "top5"))
+
+
+def check_available(*, wandb: bool) -> None:
+    """Raise ConfigError, saying what to install, when a sink asked for cannot import (TensorBoard is a
+    dependency; Weights & Biases an optional extra). The recipe calls it before any file is written."""
+    if wandb and importlib.util.find_spec("wandb") is None:
+        raise ConfigError("--log-wandb needs Weights & Biases: pip install 'fastmotive[wandb]' (or pip install "
+                          "wandb)")
 
 
 def epoch_scalars(row: dict) -> dict[str, float]:
@@ -61,11 +70,8 @@ class _TensorBoard:
 
 class _Wandb:
     def __init__(self, run_dir: Path, config: dict):
-        try:
-            import wandb
-        except ImportError:
-            raise ConfigError("--log-wandb needs Weights & Biases: pip install 'fastmotive[wandb]' "
-                              "(or pip install wandb)") from None
+        check_available(wandb=True)
+        import wandb
         self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "fastmotive"), name=run_dir.name,
                               dir=str(run_dir), config=config, mode=os.environ.get("WANDB_MODE", "offline"))
         self.run.define_metric("epoch")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -16,6 +15,7 @@ from .evaluation import CalibrationBatches, calibration_images
 from .families import parse_arch
 from .flops import pair_flops
 from .initial_weights import load_initial_weights
+from .loggers import check_available
 from .errors import ConfigError
 from .rundir import RunDir, RunLock
 from .run_setup import build_pair, model_kwargs_for, open_data
@@ -98,9 +98,7 @@ class TrainRecipe:
             config = settings.resume_config(config, saved, self.explicit, config.resume)
             config = self.config = _same_global_batch(config, saved, self.dist.world_size)
         settings.check_combinations(config)
-        if config.log_wandb and importlib.util.find_spec("wandb") is None:   # before any file is written
-            raise ConfigError("--log-wandb needs Weights & Biases: pip install 'fastmotive[wandb]' (or pip install "
-                              "wandb)")
+        check_available(wandb=config.log_wandb)   # before any file is written
         config = self.config = check_single_model(config, self.explicit)
         self.run_dir = run_dir_for(config)
         self._check_run_dir()
