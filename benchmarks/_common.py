@@ -20,8 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # fastmotive from
 
 import fastmotive as fm  # noqa: E402
 from fastmotive.data import TensorLoader  # noqa: E402
-from fastmotive.data._synthetic import random_images  # noqa: E402
-from fastmotive.data.datasets import CIFAR10_MEAN, CIFAR10_STD, ArraySplit  # noqa: E402
+from fastmotive.data.datasets.readers import CIFAR10_MEAN, CIFAR10_STD, ArraySplit  # noqa: E402
+from fastmotive.testing import random_images  # noqa: E402
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 ARCH = "efficientnet_b0:b2"

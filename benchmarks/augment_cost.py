@@ -11,11 +11,10 @@ import argparse
 import time
 
 import torch
-
 from _common import DEVICE, NUM_CLASSES, machine_info, make_loader, quantiles, sync, write_json
 
 import fastmotive as fm
-from fastmotive import settings
+from fastmotive.config import settings
 from fastmotive.data import TrainAugment
 
 RECIPE_V = dict(aa="rand-m9-n2-mstd0.5", reprob=0.25, mixup=0.8, cutmix=1.0, smoothing=0.1)

@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # _common, also when 
 from _common import write_json  # noqa: E402
 
 from fastmotive.data import DaliLoader, TensorLoader, TorchLoader, TrainAugment, dali_available
-from fastmotive.data._synthetic import random_images
-from fastmotive.data.datasets import CIFAR10_MEAN, CIFAR10_STD, ArraySplit
+from fastmotive.data.datasets.readers import CIFAR10_MEAN, CIFAR10_STD, ArraySplit
+from fastmotive.testing import random_images
 
 AA, REPROB, MIXUP, CUTMIX, SMOOTHING, CLASSES = "rand-m9-n2-mstd0.5", 0.25, 0.8, 1.0, 0.1, 10
 

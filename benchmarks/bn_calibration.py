@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from _common import (ARCH, DEVICE, LR, WEIGHT_DECAY, build_pair_and_plain, machine_info, make_loader, quantiles,
-                     sync, write_json)
+from _common import (ARCH, DEVICE, LR, WEIGHT_DECAY, build_pair_and_plain, machine_info, make_loader,
+                     quantiles, sync, write_json)
 
 import fastmotive as fm
-from fastmotive.evaluation import CalibrationBatches, calibrated
+from fastmotive.training.evaluation import CalibrationBatches, calibrated
 
 SPLITS = {"digits": 1437, "cifar": 50_000}
 

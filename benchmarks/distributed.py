@@ -39,7 +39,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-
 from _common import machine_info, quantiles, write_json
 
 import fastmotive as fm

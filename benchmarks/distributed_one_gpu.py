@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from fastmotive.data._synthetic import write_cifar10  # noqa: E402
+from fastmotive.testing import write_cifar10  # noqa: E402
 
 
 def train(command: list[str], data: Path, output: Path, name: str, args) -> dict:

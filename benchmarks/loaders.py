@@ -36,15 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # _common, also when 
 from _common import write_json  # noqa: E402
 
 from fastmotive.data import DaliLoader, TensorLoader, TorchLoader, dali_available
-from fastmotive.data._synthetic import random_images, write_image_folder
-from fastmotive.data.datasets import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    ArraySplit,
-    read_folder,
-)
+from fastmotive.data.datasets.readers import (CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD,
+                                              ArraySplit, read_folder)
+from fastmotive.testing import random_images, write_image_folder
 
 
 def parse_args(argv=None):

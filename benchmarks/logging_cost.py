@@ -33,7 +33,7 @@ from _common import machine_info, write_json
 from torch import nn
 
 import fastmotive as fm
-from fastmotive.train_step import StepResult
+from fastmotive.training.step import StepResult
 
 LOSS_CYCLE = (5.0, 4.0, 3.0, 2.0, 6.0)   # three falls then a rise: LossStreak(k=2) switches up and back down
 

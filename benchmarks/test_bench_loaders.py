@@ -17,8 +17,8 @@ import torch
 from _common import DEVICE, median_s, sync
 
 from fastmotive.data import DaliLoader, TensorLoader, TorchLoader, dali_available
-from fastmotive.data._synthetic import random_images
-from fastmotive.data.datasets import CIFAR10_MEAN, CIFAR10_STD, ArraySplit
+from fastmotive.data.datasets.readers import CIFAR10_MEAN, CIFAR10_STD, ArraySplit
+from fastmotive.testing import random_images
 
 IMAGES, BATCH = 4096, 128
 

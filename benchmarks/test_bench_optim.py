@@ -3,7 +3,7 @@ torch.optim on the same model, foreach, single-tensor and (where the device supp
 
 Weight decay follows timm's grouping (no decay on 1-D tensors and biases), as the trainer uses it. Every
 candidate starts from the same weights and gradients; before timing, two arena steps are checked against
-torch.optim's single-tensor path (bitwise on the CPU, as tests/test_optim.py; within 1e-6 on CUDA, where
+torch.optim's single-tensor path (bitwise on the CPU, as tests/optim/test_optim.py; within 1e-6 on CUDA, where
 `extra_info["bitwise"]` says whether the bits agreed too). Target (issue 5): arena at least 1.5x faster
 than foreach on a CPU; `benchmarks/overhead.py` measures that ratio interleaved.
 

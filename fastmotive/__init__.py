@@ -1,20 +1,22 @@
 """fastmotive: motivation-aware training (Acheli & Gaaloul, "Motivation is Something You Need", arXiv 2602.21064)
 on one flat arena, with a compiled weights map and a fused single-launch switch."""
-from . import bn_calibration, checkpoint, families, optim
-from .bn_calibration import Calibration, calibrate_bn
-from .conditions import (Always, EmaStreak, GradNormRise, LossStreak, Never, RandomActivation, RandomMatched, Signal,
-                         ValLossStreak, parse_condition)
-from .evaluation import evaluate, evaluate_pair
-from .errors import (ArchSpecError, ArenaError, CheckpointError, ConfigError, DataError, ExperimentError,
-                     FastmotiveError, TrainingDivergedError, WeightsMapError)
-from .families import list_families, parse_arch
-from .optim import OPTIMIZERS, create_optimizer
-from .pair import MotivatedPair
-from .schedules import make_schedule
-from .settings import TrainConfig
-from .train_step import StepResult
-from .trainer import History, Trainer
-from .weights_map import MapEntry, WeightsMap
+from fastmotive import families, optim
+from fastmotive.conditions import (Always, EmaStreak, GradNormRise, LossStreak, Never, RandomActivation,
+                                   RandomMatched, Signal, ValLossStreak, parse_condition)
+from fastmotive.config.settings import TrainConfig
+from fastmotive.core.pair import MotivatedPair
+from fastmotive.core.weights_map import MapEntry, WeightsMap
+from fastmotive.errors import (ArchSpecError, ArenaError, CheckpointError, ConfigError, DataError,
+                               ExperimentError, FastmotiveError, TrainingDivergedError, WeightsMapError)
+from fastmotive.families import list_families, parse_arch
+from fastmotive.optim import OPTIMIZERS, create_optimizer
+from fastmotive.run import checkpoint
+from fastmotive.training import calibration as bn_calibration
+from fastmotive.training.calibration import Calibration, calibrate_bn
+from fastmotive.training.evaluation import evaluate, evaluate_pair
+from fastmotive.training.schedules import make_schedule
+from fastmotive.training.step import StepResult
+from fastmotive.training.trainer import History, Trainer
 
 __all__ = [
     # the pair, its map and training

@@ -1,6 +1,6 @@
 """The fastmotive command line as a module: ``python -m fastmotive`` (and ``torchrun -m fastmotive``)."""
 import sys
 
-from .cli import main
+from fastmotive.cli.main import main
 
 sys.exit(main())

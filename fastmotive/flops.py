@@ -99,9 +99,20 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
     return FlopCount(total, by_op, skipped, (1, in_chans, h, w))
 
 
-def pair_flops(pair, img_size: int | tuple[int, int], in_chans: int = 3) -> dict[str, FlopCount]:
+def fvcore_missing() -> str | None:
+    """Why FLOPs cannot be counted here (fvcore does not import; the GPU image lacks it), or None."""
+    try:
+        import fvcore.nn  # noqa: F401
+    except ImportError as exc:
+        return f"fvcore does not import ({exc}); pip install fvcore to count FLOPs"
+    return None
+
+
+def pair_flops(pair, img_size: int | tuple[int, int], in_chans: int = 3) -> dict[str, FlopCount] | None:
     """`model_flops` of each member of a MotivatedPair: {"base": ..., "motivated": ...} ("base" alone for a
-    single model)."""
+    single model); None where fvcore is missing (`fvcore_missing`), so a run trains without it."""
+    if fvcore_missing() is not None:
+        return None
     return {m: model_flops(pair.model(m), img_size, in_chans) for m in pair.members}
 
 

@@ -1,77 +1,78 @@
 """Run copy: the Triton kernel that moves every run of a copy plan on every arena row (the motivation switch).
 
-A run is (base column, motivated column, length): a contiguous span of arena columns holding one piece of a
-base tensor and the motivated slice it maps to (fastmotive/copy_plan.py).
+A run is (base column, motivated column, length, aligned): a contiguous span of arena columns holding one
+piece of a base tensor and the motivated slice it maps to (fastmotive/core/copy_plan.py). The host side
+(fastmotive/core/kernel_launch.py) prepares the table once per plan: runs whose two columns agree modulo VEC
+are cut into an aligned body (both columns and the length multiples of VEC, flagged) and scalar edges, so the
+body moves in 16-byte vector loads and stores.
 
 Bytes moved: for each parameter run of length L and R copied rows (values + optimizer state rows),
-2*L*R*itemsize (read + write); buffer runs move 2*L*itemsize (value row only). The run table adds
-24 B per run, read once per program. Nothing else is read: no per-element indices.
+2*L*R*itemsize (read + write); buffer runs move 2*L*itemsize (value row only). The run table adds 32 B per
+run, read once per program. Nothing else is read: no per-element indices.
 
-Program p walks run p (split at plan time to at most MAX_RUN columns, so programs are balanced):
-for each BLOCK of the run and each row, load the source columns and store them at the destination.
-The data is passed as an integer view so the copy is bitwise (NaN payloads, int64 buffers viewed as
-pairs of fp32 columns).
+Program p walks run p: for each BLOCK of the run it loads the block on every copied row, then stores them all
+(the loads of the R rows are in flight together). Row offsets are 64-bit, so arenas past 2^31 elements per
+row-span are addressed correctly. The data is passed as an integer view so the copy is bitwise (NaN payloads,
+int64 buffers viewed as pairs of fp32 columns). `src_col` and `n_param_runs` are not specialised: one
+compiled kernel serves both directions.
 """
 import torch
 import triton
 import triton.language as tl
 
-from fastmotive.arena import as_bits
-
 
 @triton.jit
-def copy_runs_kernel(
-    data_ptr,          # integer view of the arena, [rows, row_stride] row-major
-    runs_ptr,          # int64 [n_runs, 3]: base column, motivated column, length
-    n_param_runs,      # runs below this index are copied on all `n_rows` rows, the rest on row 0 only
-    row_stride,        # columns per arena row
-    n_rows,            # rows copied for parameter runs: 1 (values) + optimizer state rows
-    src_col,           # 0 to copy base -> motivated, 1 for motivated -> base
-    BLOCK: tl.constexpr,   # columns moved per iteration
-):
-    pid = tl.program_id(0)
-    src = tl.load(runs_ptr + pid * 3 + src_col)
-    dst = tl.load(runs_ptr + pid * 3 + (1 - src_col))
-    length = tl.load(runs_ptr + pid * 3 + 2)
-    rows = tl.where(pid < n_param_runs, n_rows, 1)
+def _copy_run(data_ptr, src, dst, length, stride, param, N_ROWS: tl.constexpr, BLOCK: tl.constexpr):
     for start in range(0, length, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < length
-        for r in range(rows):
-            row = data_ptr + r * row_stride
-            values = tl.load(row + src + offs, mask=mask)
-            tl.store(row + dst + offs, values, mask=mask)
+        rows_mask = mask & param   # state rows: parameter runs only
+        v0 = tl.load(data_ptr + src + offs, mask=mask)
+        if N_ROWS > 1:
+            v1 = tl.load(data_ptr + stride + src + offs, mask=rows_mask)
+        if N_ROWS > 2:
+            v2 = tl.load(data_ptr + 2 * stride + src + offs, mask=rows_mask)
+        if N_ROWS > 3:
+            v3 = tl.load(data_ptr + 3 * stride + src + offs, mask=rows_mask)
+        tl.store(data_ptr + dst + offs, v0, mask=mask)
+        if N_ROWS > 1:
+            tl.store(data_ptr + stride + dst + offs, v1, mask=rows_mask)
+        if N_ROWS > 2:
+            tl.store(data_ptr + 2 * stride + dst + offs, v2, mask=rows_mask)
+        if N_ROWS > 3:
+            tl.store(data_ptr + 3 * stride + dst + offs, v3, mask=rows_mask)
 
 
-def copy_runs(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool,
-              block: int = 512) -> None:
-    """Copy every run of `runs` within `data` in place, base -> motivated if `up` else back.
-
-    Args:
-        data: the arena, 2-D contiguous [rows, columns].
-        runs: int64 [n, 3] contiguous on data's device (base column, motivated column, length).
-        n_param_runs: leading runs copied on rows [0, n_rows); the others on row 0.
-        n_rows: rows copied for parameter runs.
-    """
-    if data.dim() != 2 or not data.is_contiguous():
-        raise ValueError(f"copy_runs: arena data must be a contiguous 2-D tensor, got shape {tuple(data.shape)}")
-    if runs.dtype != torch.int64 or runs.dim() != 2 or runs.shape[1] != 3 or not runs.is_contiguous():
-        raise ValueError(f"copy_runs: runs must be a contiguous int64 [n, 3] tensor, got {runs.dtype} "
-                         f"{tuple(runs.shape)}")
-    if runs.device != data.device:
-        raise ValueError(f"copy_runs: runs are on {runs.device} but the arena is on {data.device}")
-    if not 1 <= n_rows <= data.shape[0]:
-        raise ValueError(f"copy_runs: n_rows={n_rows} outside [1, {data.shape[0]}]")
-    if len(runs) == 0:
-        return
-    copy_runs_kernel[(len(runs),)](as_bits(data), runs, n_param_runs, data.shape[1], n_rows, 0 if up else 1,
-                                   BLOCK=block)
+@triton.jit(do_not_specialize=["n_param_runs", "src_col"])
+def copy_runs_kernel(
+    data_ptr,          # integer view of the arena, [rows, row_stride] row-major
+    runs_ptr,          # int64 [n_runs, 4]: base column, motivated column, length, aligned (0 or 1)
+    n_param_runs,      # runs below this index are copied on all N_ROWS rows, the rest on row 0 only
+    row_stride,        # columns per arena row
+    src_col,           # 0 to copy base -> motivated, 1 for motivated -> base
+    N_ROWS: tl.constexpr,  # rows copied for parameter runs: 1 (values) + optimizer state rows, at most 4
+    BLOCK: tl.constexpr,   # columns moved per iteration
+    VEC: tl.constexpr,     # columns per 16 bytes: what an aligned run's columns and length are multiples of
+):
+    pid = tl.program_id(0)
+    entry = runs_ptr + pid * 4
+    src = tl.load(entry + src_col)
+    dst = tl.load(entry + 1 - src_col)
+    length = tl.load(entry + 2)
+    aligned = tl.load(entry + 3)
+    stride = row_stride.to(tl.int64)
+    param = pid < n_param_runs
+    if aligned != 0:
+        _copy_run(data_ptr, tl.multiple_of(src, VEC), tl.multiple_of(dst, VEC), tl.multiple_of(length, VEC),
+                  stride, param, N_ROWS, BLOCK)
+    else:
+        _copy_run(data_ptr, src, dst, length, stride, param, N_ROWS, BLOCK)
 
 
 def copy_runs_reference(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool) -> None:
-    """Plain torch, one run at a time: the reference the kernel is tested against."""
+    """Plain torch, one run at a time: the reference the kernel is tested against (columns 0-2 of `runs`)."""
     src_col, dst_col = (0, 1) if up else (1, 0)
-    for i, (a, b, length) in enumerate(runs.tolist()):
+    for i, (a, b, length) in enumerate(runs[:, :3].tolist()):
         src, dst = (a, b)[src_col], (a, b)[dst_col]
         rows = n_rows if i < n_param_runs else 1
         data[:rows, dst: dst + length] = data[:rows, src: src + length].clone()

@@ -24,3 +24,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def no_tf32():
+    """Full fp32 matmuls and convolutions on CUDA for the test (GPU-vs-CPU comparisons): CUDA convolutions
+    default to TF32, whose 10-bit mantissa puts results far outside an fp32 tolerance. Restored after."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import re
 
-from .base import Condition, Signal
-from .baselines import Always, Never, RandomActivation, RandomMatched
-from .streaks import EmaStreak, GradNormRise, LossStreak, ValLossStreak
-from ..errors import ConfigError
+from fastmotive.conditions.base import Condition, Signal
+from fastmotive.conditions.baselines import Always, Never, RandomActivation, RandomMatched
+from fastmotive.conditions.streaks import EmaStreak, GradNormRise, LossStreak, ValLossStreak
+from fastmotive.errors import ConfigError
 
 __all__ = [
     "CONDITIONS",
     "CONDITION_SYNTAX",
+    "K_CONDITIONS",
     "Always",
     "Condition",
     "EmaStreak",
@@ -48,6 +49,8 @@ CONDITIONS: dict[str, type] = {
     "never": Never,
     "always": Always,
 }
+
+K_CONDITIONS = ("streak", "ema", "valloss", "gradnorm")   # the conditions parameterised by an integer k >= 1
 
 CONDITION_SYNTAX = ("streak:K | ema:K | valloss:K | gradnorm:K | random:P | matched:N | never | always "
                     "(K >= 1 and N >= 0 integers, P in [0, 1])")

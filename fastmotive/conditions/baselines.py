@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import Signal, _check_int, _check_kind
+from fastmotive.conditions.base import Signal, _check_int, _check_kind
 
 
 def _rng_state(rng: random.Random) -> list:
@@ -91,39 +91,40 @@ class RandomMatched:
         self.chosen = frozenset(state["chosen"])
 
 
-@dataclass
-class Never:
+class _Constant:
+    """A condition whose answer never changes: `value` (True: the motivated model trains) every batch."""
+
+    needs: ClassVar[frozenset[str]] = frozenset()
+    value: ClassVar[bool]
+    kind: ClassVar[str]
+
+    def start_epoch(self, epoch: int, batches_per_epoch: int) -> bool:
+        return self.value
+
+    def update(self, signal: Signal) -> bool:
+        return self.value
+
+    def state_dict(self) -> dict:
+        return {"kind": self.kind}
+
+    def load_state_dict(self, state: dict) -> None:
+        _check_kind(state, self.kind)
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self)
+
+    def __hash__(self) -> int:
+        return hash(self.kind)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class Never(_Constant):
     """Classical training of the base model alone."""
-
-    needs: ClassVar[frozenset[str]] = frozenset()
-
-    def start_epoch(self, epoch: int, batches_per_epoch: int) -> bool:
-        return False
-
-    def update(self, signal: Signal) -> bool:
-        return False
-
-    def state_dict(self) -> dict:
-        return {"kind": "never"}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_kind(state, "never")
+    value, kind = False, "never"
 
 
-@dataclass
-class Always:
+class Always(_Constant):
     """Classical training of the motivated model alone."""
-
-    needs: ClassVar[frozenset[str]] = frozenset()
-
-    def start_epoch(self, epoch: int, batches_per_epoch: int) -> bool:
-        return True
-
-    def update(self, signal: Signal) -> bool:
-        return True
-
-    def state_dict(self) -> dict:
-        return {"kind": "always"}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_kind(state, "always")
+    value, kind = True, "always"

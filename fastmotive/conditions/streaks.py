@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from .base import Signal, _check_int, _check_kind
+from fastmotive.conditions.base import Signal, _check_int, _check_kind
 
 
 def _finite_or_none(x: float) -> float | None:

@@ -9,15 +9,15 @@ CPU-only pipelines), ``torch`` (torchvision transforms in a DataLoader, the base
 Training augmentation of timm's recipes (RandAugment / AutoAugment, random erasing, Mixup / CutMix) runs on the
 device around any of them: ``TrainAugment.from_config(config, num_classes).wrap(train)``. See docs/data.md.
 """
-from ._build import DatasetInfo, build_loaders, choose_loader, list_loaders
-from .augment import AugmentedLoader, TrainAugment, loader_options
-from .augment_policy import AugmentPolicy, parse_policy
-from .batch_augment import BatchAugment
-from .budget import FirstBatches
-from .dali_loader import DaliLoader, dali_available
-from .datasets import DataError, list_datasets, read_dataset
-from .tensor_loader import TensorLoader
-from .torch_loader import TorchLoader
+from fastmotive.data.augment.auto_augment import BatchAugment
+from fastmotive.data.augment.policy import AugmentPolicy, parse_policy
+from fastmotive.data.augment.train_augment import AugmentedLoader, TrainAugment, loader_options
+from fastmotive.data.build import DatasetInfo, build_loaders, choose_loader, list_loaders
+from fastmotive.data.datasets.readers import DataError, list_datasets, read_dataset
+from fastmotive.data.loaders.dali import DaliLoader, dali_available
+from fastmotive.data.loaders.dataloader import TorchLoader
+from fastmotive.data.loaders.first_batches import FirstBatches
+from fastmotive.data.loaders.tensor import TensorLoader
 
 __all__ = ["AugmentPolicy", "AugmentedLoader", "BatchAugment", "DaliLoader", "DataError", "DatasetInfo", "FirstBatches",
            "TensorLoader", "TorchLoader", "TrainAugment", "build_loaders", "choose_loader", "dali_available",

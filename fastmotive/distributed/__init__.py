@@ -16,12 +16,13 @@ Every collective runs under the process group's finite timeout (`FASTMOTIVE_DIST
 operation and the step, never in a hang.
 
 Modules: `group` (`Distributed`, `Agreement`, `synced_view`), `sync_bn` (`convert_sync_bn`). The launcher for
-``fastmotive train --nproc N`` is `fastmotive.launch`; sharded evaluation and calibration across ranks are
-`fastmotive.evaluation.evaluate(..., dist=)` and `fastmotive.bn_calibration.calibrate_bn(..., dist=)`;
-rank-0 checkpoints are `fastmotive.checkpoint.save_on_main` and `for_rank`.
+``fastmotive train --nproc N`` is `fastmotive.distributed.launch`; sharded evaluation and calibration across ranks are
+`fastmotive.training.evaluation.evaluate(..., dist=)` and `fastmotive.training.calibration.calibrate_bn(..., dist=)`;
+rank-0 checkpoints are `fastmotive.run.checkpoint.save_on_main` and `for_rank`.
 """
-from .group import BN_MODES, DEFAULT_TIMEOUT_S, TIMEOUT_ENV, Agreement, Distributed, synced_view
-from .sync_bn import convert_sync_bn
+from fastmotive.distributed.group import (BN_MODES, DEFAULT_TIMEOUT_S, TIMEOUT_ENV, Agreement, Distributed,
+                                          synced_view)
+from fastmotive.distributed.sync_bn import convert_sync_bn
 
 __all__ = ["BN_MODES", "DEFAULT_TIMEOUT_S", "TIMEOUT_ENV", "Agreement", "Distributed", "convert_sync_bn",
            "synced_view"]

@@ -13,9 +13,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..arena import as_bits
-from ..bn_calibration import batchnorm_layers
-from ..errors import ConfigError, DistributedError
+from fastmotive.core.arena import as_bits
+from fastmotive.errors import ConfigError, DistributedError
+from fastmotive.training.calibration import batchnorm_layers
 
 __all__ = ["BN_MODES", "DEFAULT_TIMEOUT_S", "TIMEOUT_ENV", "Agreement", "Distributed", "synced_view"]
 
@@ -57,7 +57,7 @@ class Distributed:
     @classmethod
     def from_env(cls, device: str | torch.device | None = None, *, timeout_s: float | None = None,
                  env: dict | None = None) -> Distributed:
-        """Join the job torchrun (or `fastmotive.launch`) started, from RANK, WORLD_SIZE, LOCAL_RANK,
+        """Join the job torchrun (or `fastmotive.distributed.launch`) started, from RANK, WORLD_SIZE, LOCAL_RANK,
         MASTER_ADDR and MASTER_PORT; `single()` when WORLD_SIZE is unset or 1. `device` as in `device_for`."""
         env = os.environ if env is None else env
         world = int(env.get("WORLD_SIZE", "1"))

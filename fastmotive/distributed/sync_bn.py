@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
-from ..bn_calibration import batchnorm_layers
-from ..errors import ConfigError
+from fastmotive.errors import ConfigError
+from fastmotive.training.calibration import batchnorm_layers
 
 __all__ = ["convert_sync_bn"]
 

@@ -17,13 +17,13 @@ import csv
 import math
 from pathlib import Path
 
-from .. import settings
-from ..errors import ExperimentError
-from ..families import parse_arch
-from ..setting_checks import parse_member_rates
-from .report import write_report
-from .runs import check_settings, experiment_folder, finished, train_one, write_settings
-from .stats import summarize
+from fastmotive.config import settings
+from fastmotive.config.checks import parse_member_rates
+from fastmotive.errors import ExperimentError
+from fastmotive.experiments.report import write_report
+from fastmotive.experiments.runs import check_settings, experiment_folder, finished, train_one, write_settings
+from fastmotive.experiments.stats import summarize
+from fastmotive.families import parse_arch
 
 ABLATIONS = ("none", "random")
 

@@ -55,6 +55,8 @@ def compare_markdown(folder_name: str, summary: dict) -> str:
                                               for s, q in summary["per_seed"].items())]
     if notes:
         lines += [""] + [f"({i}) undefined: {reason}" for i, reason in enumerate(notes, 1)]
+    if summary.get("flops_unavailable"):
+        lines += ["", f"FLOPs unavailable: {summary['flops_unavailable']}"]
     skipped = summary.get("flops_skipped_ops") or {}
     if any(skipped.values()):
         lines += ["", "Ops fvcore traced but did not count (0 FLOPs): " + "; ".join(

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from .. import settings
-from ..errors import ExperimentError
-from ..recipe import TrainRecipe, run_dir_for
-from ..rundir import RunDir
+from fastmotive.config import settings
+from fastmotive.errors import ExperimentError
+from fastmotive.run.directory import RunDir
+from fastmotive.run.recipe import TrainRecipe, run_dir_for
 
 # Keys an experiment adds to a run's args.yaml (tune-k's fold); checked like the train settings, so a fold run is
 # never reused as a plain run or as another fold.
@@ -79,7 +79,7 @@ def reevaluated(run_dir: Path, metrics: dict, config) -> dict:
     saved = run.read_args()
     if "base_top1_raw" in metrics and config.bn_calibrate in (None, saved.get("bn_calibrate")):
         return metrics   # measured with the run's own count (the default, or the same --bn-calibrate)
-    from ..saved_run import evaluate_run
+    from fastmotive.run.saved import evaluate_run
     print(f"  re-evaluating {run_dir} with --bn-calibrate {config.bn_calibrate}")
     figures = evaluate_run(run_dir, config.bn_calibrate)
     metrics = {**metrics, **{k: v for k, v in figures.items() if k in metrics or k.endswith("_raw")
@@ -94,7 +94,8 @@ def train_one(config, loaders=None, record_extra: dict | None = None, this: str 
 
     Args:
         config: the run's TrainConfig; its `resume` is ignored (the run directory's state decides).
-        loaders: optional function(recipe) -> (train, val) replacing the dataset's loaders (tune-k's folds).
+        loaders: optional function(config, device, rank, world_size) -> (train, val, DatasetInfo) opening the
+            data in place of the dataset's loaders (tune-k's folds).
         record_extra: keys the run records in args.yaml besides its settings (tune-k's fold and folds).
         this: how a refusal names the command ("run has 0.05, this comparison 0.1").
 

@@ -6,7 +6,7 @@ import json
 import statistics
 from pathlib import Path
 
-from ..flops import FLOPS_CONVENTION, acc_f_ratio, acc_per_flops
+from fastmotive.flops import FLOPS_CONVENTION, acc_f_ratio, acc_per_flops
 
 GFLOP = 1e9
 # table rows: (row, run label, model whose accuracy it reports); X-C and Y-C are single-model runs, whose one
@@ -84,7 +84,8 @@ def _per_seed(runs: dict, seeds: list[int]) -> dict:
     per_seed = {}
     for seed in seeds:
         xc, xy, yc = (runs.get((label, seed)) for label in ("X-C", "X-Y", "Y-C"))
-        if None in (xc, xy, yc) or None in (xc.get("base_top1"), xy.get("base_top1"), yc.get("base_top1")):
+        if None in (xc, xy, yc) or None in (xc.get("base_top1"), xy.get("base_top1"), yc.get("base_top1")) \
+                or any(m.get("train_flops_per_image") is None for m in (xc, xy, yc)):   # no fvcore: no FLOPs
             continue
         q = acc_f_ratio(xy["base_top1"], xc["base_top1"], yc["base_top1"], xy["train_flops_per_image"] / GFLOP,
                         xc["train_flops_per_image"] / GFLOP, yc["train_flops_per_image"] / GFLOP)
@@ -105,7 +106,8 @@ def summarize(folder: Path, seeds: list[int], ablation: bool = False) -> dict:
 
     Returns:
         {"folder", "flops_convention", "acc_flops_unit", "seeds", "rows": one dict per table row, "per_seed",
-         "base_gflops", "motivated_gflops", "flops_skipped_ops", "points": the plot's (row, seed, F, top-1)}.
+         "base_gflops", "motivated_gflops", "flops_skipped_ops", "points": the plot's (row, seed, F, top-1),
+         "flops_unavailable": why no FLOPs were counted (fvcore missing), or None}.
     """
     runs = read_runs(folder, seeds)
     table = ROWS + (ABLATION_ROWS if ablation else [])
@@ -117,7 +119,9 @@ def summarize(folder: Path, seeds: list[int], ablation: bool = False) -> dict:
             "seeds": seeds, "rows": rows, "per_seed": _per_seed(runs, seeds),
             "base_gflops": base_flops / GFLOP if base_flops is not None else None,
             "motivated_gflops": motivated_flops / GFLOP if motivated_flops is not None else None,
-            "flops_skipped_ops": skipped, "points": _points(runs, table, seeds)}
+            "flops_skipped_ops": skipped, "points": _points(runs, table, seeds),
+            "flops_unavailable": next((m["flops_unavailable"] for m in runs.values() if m.get("flops_unavailable")),
+                                      None)}
 
 
 def model_flops(runs: dict) -> tuple[float | None, float | None, dict | None]:

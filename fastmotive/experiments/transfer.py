@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .. import settings
-from ..errors import ExperimentError
-from ..families import parse_arch
-from ..recipe import run_dir_for
-from .compare import member_rate, run_config
-from .report import write_transfer_report
-from .runs import check_settings, experiment_folder, finished, train_one, write_settings
-from .stats import TRANSFER_ROWS, transfer_summary
+from fastmotive.config import settings
+from fastmotive.errors import ExperimentError
+from fastmotive.experiments.compare import member_rate, run_config
+from fastmotive.experiments.report import write_transfer_report
+from fastmotive.experiments.runs import check_settings, experiment_folder, finished, train_one, write_settings
+from fastmotive.experiments.stats import TRANSFER_ROWS, transfer_summary
+from fastmotive.families import parse_arch
+from fastmotive.run.recipe import run_dir_for
 
 # fine-tune settings the command sets per run; a fine-tune config's values for them are ignored (the shipped
 # paper-transfer recipe names resnet50 and cifar10, for `fastmotive train -c paper-transfer`)

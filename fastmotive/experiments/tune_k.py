@@ -3,23 +3,25 @@ the training set; the base model's held-out top-1 after motivated training decid
 never used. Run folders OUTPUT/NAME/k{k}-f{fold}, reused and resumed as compare's are."""
 from __future__ import annotations
 
-from .. import settings
-from ..errors import ExperimentError
-from .report import write_tune_k_report
-from .runs import check_settings, experiment_folder, train_one, write_settings
-from .stats import choose_k, k_result
+from fastmotive.conditions import K_CONDITIONS
+from fastmotive.config import settings
+from fastmotive.errors import ExperimentError
+from fastmotive.experiments.report import write_tune_k_report
+from fastmotive.experiments.runs import check_settings, experiment_folder, train_one, write_settings
+from fastmotive.experiments.stats import choose_k, k_result
 
-RULES = ("streak", "ema", "valloss", "gradnorm")   # the conditions with a k
+RULES = K_CONDITIONS   # the conditions with a k
 THIS = "this tune-k"                                # how a refusal names the command
 
 
 def fold_loaders(raw, folds: int, fold: int, seed: int):
-    """A function(recipe) -> (train, val): fold `fold` of a stratified `folds`-fold split of `raw`'s training set.
+    """A function(config, device) -> (train, val, DatasetInfo): fold `fold` of a stratified `folds`-fold split of
+    `raw`'s training set, in place of the dataset's loaders.
 
     Args:
         raw: an array dataset (`fastmotive.data.read_dataset`).
         seed: seeds the split (`StratifiedKFold(shuffle=True, random_state=seed)`); the loaders' own seed, batch
-            size, flip and image size come from `recipe.config`, their device from `recipe.pair`.
+            size, flip and image size come from the run's config.
 
     Raises:
         ExperimentError: `raw` is a folder of image files, which are not split in memory.
@@ -27,9 +29,9 @@ def fold_loaders(raw, folds: int, fold: int, seed: int):
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    from ..data import TensorLoader
-    from ..data._build import resize_images
-    from ..data.datasets import ArraySplit
+    from fastmotive.data import TensorLoader
+    from fastmotive.data.build import DatasetInfo, resize_images
+    from fastmotive.data.datasets.readers import ArraySplit
 
     if not isinstance(raw.train, ArraySplit):
         raise ExperimentError(f"tune-k splits the training set in memory; dataset {raw.name!r} is a folder of files. "
@@ -37,15 +39,18 @@ def fold_loaders(raw, folds: int, fold: int, seed: int):
     train_idx, val_idx = list(StratifiedKFold(folds, shuffle=True, random_state=seed)
                               .split(np.zeros(len(raw.train.labels)), raw.train.labels))[fold]
 
-    def make(recipe):
-        config = recipe.config
+    def make(config, device, rank: int = 0, world_size: int = 1):
+        if world_size > 1:
+            raise ExperimentError("tune-k's folds run in one process; drop --nproc / torchrun")
         images = raw.train.images
         if config.img_size and config.img_size != raw.img_size:
             images = resize_images(images, config.img_size)
         common = {"batch_size": config.batch_size, "seed": config.seed, "mean": raw.mean, "std": raw.std,
-                  "device": recipe.pair.device, "flip": raw.flip if not config.no_flip else False}
+                  "device": device, "flip": raw.flip if not config.no_flip else False}
+        info = DatasetInfo(raw.name, raw.num_classes, images.shape[-1], tuple(raw.mean), tuple(raw.std),   # the
+                           len(raw.train.labels), len(raw.val.labels), "tensor")   # dataset's split sizes, as before
         return (TensorLoader(ArraySplit(images[train_idx], raw.train.labels[train_idx]), train=True, **common),
-                TensorLoader(ArraySplit(images[val_idx], raw.train.labels[val_idx]), train=False, **common))
+                TensorLoader(ArraySplit(images[val_idx], raw.train.labels[val_idx]), train=False, **common), info)
     return make
 
 
@@ -67,7 +72,7 @@ def tune_k(base, ks: list[int], folds: int = 5, rule: str = "streak") -> dict | 
         ExperimentError: k < 1, fewer than 2 folds, an unknown rule, a dataset of files, or a run folder made
             with other settings.
     """
-    from ..data import read_dataset
+    from fastmotive.data import read_dataset
     ks = sorted(set(ks))
     if not ks or ks[0] < 1 or folds < 2:
         raise ExperimentError(f"--ks {','.join(map(str, ks))} --folds {folds}: need integers k >= 1 and at least "

@@ -8,8 +8,8 @@ from typing import NamedTuple
 
 from torch import nn
 
-from ..errors import ArchSpecError, ConfigError
-from ..weights_map import Shape, WeightsMap, infer_map
+from fastmotive.core.weights_map import Shape, WeightsMap, infer_map
+from fastmotive.errors import ArchSpecError, ConfigError
 
 SPEC_SYNTAX = ("BASE:MOTIVATED, e.g. efficientnet_b0:b2, resnet20:resnet32, resnet18:34, "
                "vit_tiny_patch16_224:vit_small_patch16_224 (a short second half keeps the first half's family prefix); "
@@ -31,6 +31,16 @@ class Family:
     sized_input: bool = False     # the input size is part of the model (ViT's position embedding): takes img_size
     # member -> (dropout, stochastic depth) published for it (--drop auto); None: the family takes no rates
     rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0)
+    # Function-preserving growth (`fastmotive.core.growth`, growth_init="identity"); None: the generic rule.
+    # block_skip(block): True/False whether a block adds its input back (a residual), None when unknown;
+    #   generic: the block's ``has_skip``, else ``downsample is None``, else unknown.
+    block_skip: Callable[[nn.Module], bool | None] | None = None
+    # identity_tensors(block): the block's tensor names (relative) whose zeroing makes it the identity;
+    #   generic: weight and bias of its last normalisation module.
+    identity_tensors: Callable[[nn.Module], list[str]] | None = None
+    # embedding_producers(model): {tensor name: feature dim} of the tensors that write the residual stream
+    #   (embedding) when a LayerNorm normalises it; their differential features are zeroed (an approximation).
+    embedding_producers: Callable[[nn.Module], dict[str, int]] | None = None
 
     def build(self, name: str, *, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
         """One member, randomly initialised. `img_size` reaches only families whose models fix their input size
@@ -85,7 +95,10 @@ _FAMILIES: dict[str, Family] = {}
 
 def register_family(name: str, *, pattern: str, members: list[str], build: Callable[..., nn.Module],
                     load: Callable[..., nn.Module] | None = None, sized_input: bool = False,
-                    rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0)):
+                    rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0),
+                    block_skip: Callable[[nn.Module], bool | None] | None = None,
+                    identity_tensors: Callable[[nn.Module], list[str]] | None = None,
+                    embedding_producers: Callable[[nn.Module], dict[str, int]] | None = None):
     """Decorator for a family's ``weights_map(base, motivated)`` rule. A duplicate name raises.
 
     Args:
@@ -95,12 +108,13 @@ def register_family(name: str, *, pattern: str, members: list[str], build: Calla
         sized_input: the models take ``img_size`` (it fixes a tensor shape, as ViT's position embedding).
         rates: member name -> its published (dropout, stochastic depth), for ``--drop auto``; None: the
             members take neither.
+        block_skip, identity_tensors, embedding_producers: growth hooks (see `Family`); None: generic rules.
     """
     def wrap(weights_map):
         if name in _FAMILIES:
             raise ValueError(f"family {name!r} is registered twice")
         _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map, load, sized_input,
-                                 rates)
+                                 rates, block_skip, identity_tensors, embedding_producers)
         return weights_map
     return wrap
 

@@ -9,8 +9,8 @@ and ``load_state_dict`` (the registry's default).
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import map_by_rule, register_family
-from .resnet import last_to_last
+from fastmotive.families._registry import map_by_rule, register_family
+from fastmotive.families.resnet import last_to_last
 
 DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
@@ -70,7 +70,16 @@ def cifar_resnet(name: str, num_classes: int = 10, **kwargs) -> CifarResNet:
     return CifarResNet(DEPTHS[name], num_classes=num_classes, **kwargs)
 
 
+def block_skip(block: BasicBlock) -> bool:
+    """Option-A shortcuts are the identity only at stride 1 with in == out channels."""
+    return block.stride == 1 and block.pad == 0
+
+
+def identity_tensors(block: BasicBlock) -> list[str]:
+    return ["bn2.weight", "bn2.bias"]
+
+
 @register_family("cifar_resnet", pattern=r"resnet(?P<member>20|32|44|56|110)", members=list(DEPTHS),
-                 build=cifar_resnet, rates=None)
+                 build=cifar_resnet, rates=None, block_skip=block_skip, identity_tensors=identity_tensors)
 def cifar_resnet_map(base, motivated):
     return map_by_rule(base, motivated, "cifar_resnet", rename=last_to_last(base, motivated))

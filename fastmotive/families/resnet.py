@@ -6,8 +6,8 @@ last base block maps to the last motivated block; stem and head map one to one. 
 """
 import re
 
-from ._registry import map_by_rule, register_family
-from ._timm import create_timm, load_timm
+from fastmotive.families._registry import map_by_rule, register_family
+from fastmotive.families._timm import create_timm, load_timm
 
 MEMBERS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
 _BLOCK = re.compile(r"(?P<stage>layer\d+)\.(?P<block>\d+)\.(?P<rest>.*)")
@@ -27,7 +27,19 @@ def last_to_last(base, motivated):
     return rename
 
 
+def block_skip(block) -> bool:
+    """A timm ResNet block adds its input back unchanged unless it has a ``downsample`` projection."""
+    return block.downsample is None
+
+
+def identity_tensors(block) -> list[str]:
+    """The residual branch's last BN (timm's ``zero_init_last`` one): ``bn3`` (Bottleneck) or ``bn2`` (BasicBlock).
+    The ReLU after the add then sees the previous block's (non-negative) output: the block is the identity."""
+    last = "bn3" if hasattr(block, "bn3") else "bn2"
+    return [f"{last}.weight", f"{last}.bias"]
+
+
 @register_family("resnet", pattern=r"resnet(?P<member>18|34|50|101|152)", members=MEMBERS, build=create_timm,
-                 load=load_timm)
+                 load=load_timm, block_skip=block_skip, identity_tensors=identity_tensors)
 def resnet_map(base, motivated):
     return map_by_rule(base, motivated, "resnet", rename=last_to_last(base, motivated))

@@ -4,7 +4,7 @@ Algorithm 1 of Acheli & Gaaloul ("Motivation is Something You Need") steps the a
 optimizer after each batch. Here each model's parameters, gradients and optimizer state rows are
 packed in one flat segment, so an update is a handful of in-place ops on 1-D tensors, never a loop
 over the model's tensors. The arithmetic is the single-tensor path of each reference, op for op,
-so a segment follows the reference bit for bit (tests/test_optim.py):
+so a segment follows the reference bit for bit (tests/optim/test_optim.py):
 
 - ``sgd``: ``torch.optim.SGD`` (momentum, dampening 0, nesterov, L2 weight decay added to the grad).
 - ``adamw``: ``torch.optim.AdamW`` (decoupled weight decay).
@@ -24,16 +24,18 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from .info import _EXTRA, OPTIMIZERS, ArenaOptimizer, OptimInfo
-from ._segment_ops import _check_segment
-from .timm_ports import Lamb, RMSpropTF
-from .torch_ports import SGD, AdamW, RMSprop
-from ..segment import Segment, TensorSlot
+from fastmotive.core.segment import Segment, TensorSlot
+from fastmotive.optim._segment_ops import _check_segment
+from fastmotive.optim.info import OptimInfo, SegmentOptimizer
+from fastmotive.optim.registry import OPTIMIZERS
+
+ArenaOptimizer = SegmentOptimizer   # the name the trainer and the docs used for the optimizers' interface
 
 __all__ = [
     "OPTIMIZERS",
     "ArenaOptimizer",
     "OptimInfo",
+    "SegmentOptimizer",
     "Segment",
     "TensorSlot",
     "create_optimizer",
@@ -54,7 +56,7 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
         segment: the model's segment; its state rows must hold OPTIMIZERS[name].state_rows in that order.
         lr: the initial learning rate; validated here, each step takes the schedule's lr.
         weight_decay: L2 penalty (sgd, rmsprop, rmsproptf, lamb) or decoupled decay (adamw); required, no
-            default here: its default is the one in fastmotive.settings.
+            default here: its default is the one in fastmotive.config.settings.
         momentum: sgd, rmsprop, rmsproptf.
         nesterov: sgd.
         betas: adamw, lamb.
@@ -73,11 +75,11 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     info = OPTIMIZERS[name]
-    unknown = sorted(set(extra) - set(_EXTRA.get(name, ())))
+    unknown = sorted(set(extra) - set(info.extra))
     if unknown:
         raise ValueError(
             f"optimizer {name!r} takes no argument(s) {', '.join(unknown)}; its extra arguments are: "
-            f"{', '.join(_EXTRA.get(name, ())) or 'none'}")
+            f"{', '.join(info.extra) or 'none'}")
     eps = info.defaults.get("eps") if eps is None else eps
     problems = [f"{label}={value} must be {rule}" for label, value, ok, rule in (
         ("lr", lr, lr >= 0, ">= 0"),
@@ -90,14 +92,7 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
     if problems:
         raise ValueError(f"optimizer {name!r}: " + "; ".join(problems))
     _check_segment(segment, info)
-    decay = {"weight_decay": weight_decay, "decay_1d": decay_1d, "no_weight_decay": tuple(no_weight_decay)}
-    if name == "sgd":
-        return SGD(segment, momentum=momentum, nesterov=nesterov, **decay)
-    if name == "adamw":
-        return AdamW(segment, betas=betas, eps=eps, **decay)
-    if name == "rmsprop":
-        return RMSprop(segment, momentum=momentum, alpha=alpha, eps=eps, **decay)
-    if name == "rmsproptf":
-        return RMSpropTF(segment, momentum=momentum, alpha=alpha, eps=eps, **decay)
-    lamb_extra = {key: extra.get(key, info.defaults[key]) for key in _EXTRA["lamb"]}
-    return Lamb(segment, betas=betas, eps=eps, **lamb_extra, **decay)
+    common = {"momentum": momentum, "nesterov": nesterov, "betas": betas, "eps": eps, "alpha": alpha}
+    own = {key: extra.get(key, info.defaults[key]) for key in info.extra}
+    return info.cls(segment, info, weight_decay=weight_decay, decay_1d=decay_1d,
+                    no_weight_decay=tuple(no_weight_decay), **{k: common[k] for k in info.takes}, **own)

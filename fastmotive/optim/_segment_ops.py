@@ -7,12 +7,12 @@ from collections.abc import Collection
 
 import torch
 
-from .info import OptimInfo
-from ..segment import Segment, TensorSlot
+from fastmotive.core.segment import Segment, TensorSlot
 
 
-def _check_segment(segment: Segment, info: OptimInfo) -> None:
-    """Raise ValueError naming the first part of `segment` that an optimizer cannot update in place."""
+def _check_segment(segment: Segment, info) -> None:
+    """Raise ValueError naming the first part of `segment` that the optimizer `info` (an `OptimInfo`) cannot
+    update in place."""
     param, grad, state = segment.param, segment.grad, segment.state
     where = f"segment for optimizer {info.name!r}"
     if param.dim() != 1 or not param.is_contiguous() or not param.is_floating_point():

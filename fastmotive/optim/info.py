@@ -1,65 +1,64 @@
-"""The optimizer registry (OptimInfo, OPTIMIZERS), the ArenaOptimizer protocol, the state and step checks."""
+"""What an arena optimizer is: its registry record (`OptimInfo`) and the base class the five share
+(`SegmentOptimizer`: the segment, zeroing its grad, the state dict that names the optimizer)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Collection
+from dataclasses import dataclass, field
 
-from ..segment import Segment
+import torch
+
+from fastmotive.core.segment import Segment
+from fastmotive.optim._segment_ops import _decay_vector, _scratch, _with_l2
 
 
 @dataclass(frozen=True)
 class OptimInfo:
-    """What the trainer and the switch need to know about one optimizer."""
+    """What the trainer, the switch and `create_optimizer` need to know about one optimizer."""
 
     name: str
+    cls: type   # the SegmentOptimizer subclass create_optimizer builds
     state_rows: tuple[str, ...]  # state rows it uses, in row order; the switch copies exactly these
     defaults: dict  # default hyper-parameters of create_optimizer for this optimizer
+    takes: tuple[str, ...]  # the common create_optimizer arguments it uses: momentum, nesterov, betas, eps, alpha
+    extra: tuple[str, ...] = field(default=())  # its own keyword arguments, defaults in `defaults`
 
 
-OPTIMIZERS: dict[str, OptimInfo] = {
-    "sgd": OptimInfo("sgd", ("momentum_buffer",), {"momentum": 0.9, "nesterov": False}),
-    "adamw": OptimInfo("adamw", ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8}),
-    "rmsprop": OptimInfo("rmsprop", ("square_avg", "momentum_buffer"),
-                         {"alpha": 0.99, "eps": 1e-8, "momentum": 0.9}),
-    # timm's RMSpropTF class default eps is 1e-10 (inside the sqrt)
-    "rmsproptf": OptimInfo("rmsproptf", ("square_avg", "momentum_buffer"),
-                           {"alpha": 0.99, "eps": 1e-10, "momentum": 0.9}),
-    "lamb": OptimInfo("lamb", ("exp_avg", "exp_avg_sq"),
-                      {"betas": (0.9, 0.999), "eps": 1e-6, "max_grad_norm": 1.0, "trust_clip": False,
-                       "always_adapt": False}),
-}
+class SegmentOptimizer:
+    """An optimizer bound to one segment, with its weight-decay vector (timm's grouping: no decay on 1-D
+    tensors unless `decay_1d`); its tensor state lives in the segment's state rows, so its state dict only
+    names it (a checkpoint restores the rows with the arena)."""
 
-# keyword arguments beyond the common ones that an optimizer accepts through create_optimizer(**extra)
-_EXTRA = {"lamb": ("max_grad_norm", "trust_clip", "always_adapt")}
+    def __init__(self, segment: Segment, info: OptimInfo, weight_decay: float, decay_1d: bool,
+                 no_weight_decay: Collection[str]):
+        self.segment, self.info = segment, info
+        self._wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)   # per element, or a scalar
+        self._l2 = None   # grad + L2 decay, written in place each step
 
-
-class ArenaOptimizer(Protocol):
-    """An optimizer bound to one segment; its tensor state lives in the segment's state rows."""
-
-    info: OptimInfo
-    segment: Segment
+    def _l2_grad(self):
+        """The gradient with L2 weight decay added (SGD, RMSprop, RMSpropTF, Lamb), in a scratch tensor kept
+        across steps; the gradient itself when nothing decays."""
+        param = self.segment.param
+        if isinstance(self._wd, torch.Tensor) or self._wd != 0:
+            self._l2 = _scratch(self._l2, param)
+        return _with_l2(self.segment.grad, param, self._wd, self._l2)
 
     def step(self, lr: float, step: int) -> None:
         """Update the segment in place; `step` is the 1-based global step count."""
-        ...
+        raise NotImplementedError
 
     def zero_grad(self) -> None:
         """Zero the segment's grad in place (never to None)."""
-        ...
+        self.segment.grad.zero_()
 
     def state_dict(self) -> dict:
-        """Non-tensor state (the tensor state is in the segment's rows)."""
-        ...
+        return {"name": self.info.name}
 
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-def _check_state(info: OptimInfo, state: dict) -> None:
-    if state.get("name") != info.name:
-        raise ValueError(
-            f"optimizer state is for {state.get('name')!r}, this optimizer is {info.name!r}; resume with "
-            f"the optimizer the run was started with")
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("name") != self.info.name:
+            raise ValueError(
+                f"optimizer state is for {state.get('name')!r}, this optimizer is {self.info.name!r}; resume "
+                f"with the optimizer the run was started with")
 
 
 def _check_step(step: int) -> None:

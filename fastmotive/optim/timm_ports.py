@@ -1,4 +1,5 @@
-"""Arena ports of timm's RMSpropTF and Lamb, op for op as the references."""
+"""Arena ports of timm's RMSpropTF (RMSprop's hyper-parameters, TensorFlow's arithmetic) and Lamb, op for op as
+the references."""
 
 from __future__ import annotations
 
@@ -6,12 +7,13 @@ from collections.abc import Collection
 
 import torch
 
-from .info import OPTIMIZERS, _check_state, _check_step
-from ._segment_ops import _decay_vector, _decayed, _pieces, _scratch, _with_l2
-from ..segment import Segment
+from fastmotive.core.segment import Segment
+from fastmotive.optim._segment_ops import _decayed, _pieces
+from fastmotive.optim.info import OptimInfo, SegmentOptimizer, _check_step
+from fastmotive.optim.torch_ports import RMSprop
 
 
-class RMSpropTF:
+class RMSpropTF(RMSprop):
     """timm.optim.RMSpropTF (lr_in_momentum, not centered, not decoupled): eps inside the sqrt.
     Rows: square_avg, momentum_buffer.
 
@@ -21,23 +23,14 @@ class RMSpropTF:
     optimizer before restoring the state rows from a checkpoint.
     """
 
-    def __init__(self, segment: Segment, *, weight_decay: float, momentum: float, alpha: float, eps: float,
-                 decay_1d: bool, no_weight_decay: Collection[str]):
-        self.info = OPTIMIZERS["rmsproptf"]
-        self.segment = segment
-        self.momentum = momentum
-        self.alpha = alpha
-        self.eps = eps
-        self._wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)
-        self._l2 = None   # grad + L2 decay, written in place each step
+    def __init__(self, segment: Segment, info: OptimInfo, **hyper):   # RMSprop's hyper-parameters
+        super().__init__(segment, info, **hyper)
         segment.state[0].fill_(1.0)
 
     @torch.no_grad()
     def step(self, lr: float, step: int) -> None:
         param, square_avg, buf = self.segment.param, self.segment.state[0], self.segment.state[1]
-        if isinstance(self._wd, torch.Tensor) or self._wd != 0:
-            self._l2 = _scratch(self._l2, param)
-        grad = _with_l2(self.segment.grad, param, self._wd, self._l2)
+        grad = self._l2_grad()
         # TensorFlow's order of ops for the squared average, as timm
         square_avg.add_(grad.pow(2) - square_avg, alpha=1 - self.alpha)
         avg = square_avg.add(self.eps).sqrt_()
@@ -49,17 +42,8 @@ class RMSpropTF:
         else:
             param.addcdiv_(grad, avg, value=-lr)
 
-    def zero_grad(self) -> None:
-        self.segment.grad.zero_()
 
-    def state_dict(self) -> dict:
-        return {"name": self.info.name}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(self.info, state)
-
-
-class Lamb:
+class Lamb(SegmentOptimizer):
     """timm.optim.Lamb (bias_correction, grad_averaging, not decoupled). Rows: exp_avg, exp_avg_sq.
 
     The per-tensor norms (global clipping norm, trust ratio) are one ``torch._foreach_norm`` over
@@ -68,16 +52,15 @@ class Lamb:
     trust ratio applies to the decayed tensors only, unless ``always_adapt``.
     """
 
-    def __init__(self, segment: Segment, *, weight_decay: float, betas: tuple[float, float], eps: float,
+    def __init__(self, segment: Segment, info: OptimInfo, *, weight_decay: float,
+                 betas: tuple[float, float], eps: float,
                  max_grad_norm: float | None, trust_clip: bool, always_adapt: bool, decay_1d: bool,
                  no_weight_decay: Collection[str]):
-        self.info = OPTIMIZERS["lamb"]
-        self.segment = segment
+        super().__init__(segment, info, weight_decay, decay_1d, no_weight_decay)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.max_grad_norm = max_grad_norm
         self.trust_clip = trust_clip
-        self._wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)
         self._pieces = _pieces(segment)
         device = segment.param.device
         self._piece_lengths = torch.tensor(self._pieces, device=device)
@@ -118,12 +101,3 @@ class Lamb:
             per_piece[1::2] = ratio
             update.mul_(torch.repeat_interleave(per_piece, self._piece_lengths, output_size=param.numel()))
         param.add_(update, alpha=-lr)
-
-    def zero_grad(self) -> None:
-        self.segment.grad.zero_()
-
-    def state_dict(self) -> dict:
-        return {"name": self.info.name}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(self.info, state)

@@ -6,61 +6,48 @@ from collections.abc import Collection
 
 import torch
 
-from .info import OPTIMIZERS, _check_state, _check_step
-from ._segment_ops import _decay_vector, _decayed_runs, _scratch, _with_l2
-from ..segment import Segment
+from fastmotive.core.segment import Segment
+from fastmotive.optim._segment_ops import _decayed_runs, _scratch
+from fastmotive.optim.info import OptimInfo, SegmentOptimizer, _check_step
 
 
-class SGD:
+class SGD(SegmentOptimizer):
     """torch.optim.SGD, dampening 0. Row: momentum_buffer.
 
     torch's first step sets the buffer to the grad; here the zero buffer gives 0 * momentum + grad,
     the same value, so the first step needs no special case.
     """
 
-    def __init__(self, segment: Segment, *, weight_decay: float, momentum: float, nesterov: bool,
+    def __init__(self, segment: Segment, info: OptimInfo, *, weight_decay: float,
+                 momentum: float, nesterov: bool,
                  decay_1d: bool, no_weight_decay: Collection[str]):
         if nesterov and momentum <= 0:
             raise ValueError(f"sgd: nesterov=True needs momentum > 0, got momentum={momentum}")
-        self.info = OPTIMIZERS["sgd"]
-        self.segment = segment
+        super().__init__(segment, info, weight_decay, decay_1d, no_weight_decay)
         self.momentum = momentum
         self.nesterov = nesterov
-        self._wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)
-        self._l2 = None   # grad + L2 decay, written in place each step
 
     @torch.no_grad()
     def step(self, lr: float, step: int) -> None:
         param, buf = self.segment.param, self.segment.state[0]
-        if isinstance(self._wd, torch.Tensor) or self._wd != 0:
-            self._l2 = _scratch(self._l2, param)
-        grad = _with_l2(self.segment.grad, param, self._wd, self._l2)
+        grad = self._l2_grad()
         if self.momentum != 0:
             buf.mul_(self.momentum).add_(grad)
             grad = grad.add(buf, alpha=self.momentum) if self.nesterov else buf
         param.add_(grad, alpha=-lr)
 
-    def zero_grad(self) -> None:
-        self.segment.grad.zero_()
 
-    def state_dict(self) -> dict:
-        return {"name": self.info.name}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(self.info, state)
-
-
-class AdamW:
+class AdamW(SegmentOptimizer):
     """torch.optim.AdamW (amsgrad=False). Rows: exp_avg, exp_avg_sq."""
 
-    def __init__(self, segment: Segment, *, weight_decay: float, betas: tuple[float, float], eps: float,
+    def __init__(self, segment: Segment, info: OptimInfo, *, weight_decay: float,
+                 betas: tuple[float, float], eps: float,
                  decay_1d: bool, no_weight_decay: Collection[str]):
-        self.info = OPTIMIZERS["adamw"]
-        self.segment = segment
+        super().__init__(segment, info, weight_decay, decay_1d, no_weight_decay)
         self.beta1, self.beta2 = betas
         self.eps = eps
         self.weight_decay = weight_decay
-        wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)
+        wd = self._wd
         self._decay_all = isinstance(wd, float) and wd != 0
         # Decoupled decay multiplies by a factor that changes with lr. Where only some slots decay, it
         # multiplies views of the decayed runs (consecutive decayed slots merged: their gaps are 0 and stay
@@ -89,35 +76,22 @@ class AdamW:
         denom = torch.sqrt(exp_avg_sq, out=self._denom).div_(bias_correction2**0.5).add_(self.eps)
         param.addcdiv_(exp_avg, denom, value=-step_size)
 
-    def zero_grad(self) -> None:
-        self.segment.grad.zero_()
 
-    def state_dict(self) -> dict:
-        return {"name": self.info.name}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(self.info, state)
-
-
-class RMSprop:
+class RMSprop(SegmentOptimizer):
     """torch.optim.RMSprop (centered=False): eps outside the sqrt. Rows: square_avg, momentum_buffer."""
 
-    def __init__(self, segment: Segment, *, weight_decay: float, momentum: float, alpha: float, eps: float,
+    def __init__(self, segment: Segment, info: OptimInfo, *, weight_decay: float,
+                 momentum: float, alpha: float, eps: float,
                  decay_1d: bool, no_weight_decay: Collection[str]):
-        self.info = OPTIMIZERS["rmsprop"]
-        self.segment = segment
+        super().__init__(segment, info, weight_decay, decay_1d, no_weight_decay)
         self.momentum = momentum
         self.alpha = alpha
         self.eps = eps
-        self._wd = _decay_vector(segment, weight_decay, decay_1d, no_weight_decay)
-        self._l2 = None   # grad + L2 decay, written in place each step
 
     @torch.no_grad()
     def step(self, lr: float, step: int) -> None:
         param, square_avg, buf = self.segment.param, self.segment.state[0], self.segment.state[1]
-        if isinstance(self._wd, torch.Tensor) or self._wd != 0:
-            self._l2 = _scratch(self._l2, param)
-        grad = _with_l2(self.segment.grad, param, self._wd, self._l2)
+        grad = self._l2_grad()
         square_avg.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
         avg = square_avg.sqrt().add_(self.eps)
         if self.momentum > 0:
@@ -125,12 +99,3 @@ class RMSprop:
             param.add_(buf, alpha=-lr)
         else:
             param.addcdiv_(grad, avg, value=-lr)
-
-    def zero_grad(self) -> None:
-        self.segment.grad.zero_()
-
-    def state_dict(self) -> dict:
-        return {"name": self.info.name}
-
-    def load_state_dict(self, state: dict) -> None:
-        _check_state(self.info, state)

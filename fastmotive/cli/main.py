@@ -1,0 +1,171 @@
+"""The ``fastmotive`` command line: it only parses, then calls the library (train, export, eval, map, recipes,
+compare, transfer, tune-k)."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from fastmotive.cli.experiments import add_compare_parser, add_transfer_parser, add_tune_k_parser
+from fastmotive.config import settings
+from fastmotive.config.recipes import list_recipes, resolve_config
+from fastmotive.errors import FastmotiveError
+
+CONFIGURABLE = ("train", "compare", "transfer", "tune-k")   # commands whose flags a -c YAML file or recipe may set
+
+
+def cmd_train(args) -> int:
+    from fastmotive.distributed.launch import launch, launched
+    if args.nproc and args.nproc > 1 and not launched():   # N workers of this same command, under torchrun's agent
+        return launch(args.argv, args.nproc)
+    from fastmotive.run.recipe import TrainRecipe
+    recipe = TrainRecipe(settings.from_namespace(args), args.explicit)
+    recipe.setup()
+    recipe.train()
+    return 130 if recipe.interrupted else 0   # 128 + SIGINT, as compare and tune-k
+
+
+def cmd_export(args) -> int:
+    from fastmotive.run.export import export_run
+    for path in export_run(args.run_dir, args.output, args.bn_calibrate):
+        print(path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from fastmotive.run.saved import evaluate_run
+    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device)
+    episode = " (stopped inside a motivated episode: the base is the motivated model's slices)" \
+        if result["stopped_in_episode"] else ""
+    print(f"{result['run']} at step {result['step']}{episode}, {result['dataset']} validation "
+          f"({result['val_size']} images); BN calibrated from {result['bn_calibration_images']} training images")
+    print(f"{'model':10} {'top1':>7} {'top5':>7} {'loss':>8}   {'top1 raw':>8} {'top5 raw':>8} {'loss raw':>8}")
+    for m in ("base", "motivated"):
+        print(f"{m:10} {result[m + '_top1']:7.2f} {result[m + '_top5']:7.2f} {result[m + '_eval_loss']:8.4f}   "
+              f"{result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} {result[m + '_eval_loss_raw']:8.4f}")
+    print(f"wrote {args.run_dir}/eval.json")
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _images(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is not an image count >= 0")
+    return value
+
+
+def cmd_map(args) -> int:
+    from fastmotive.core.pair import MotivatedPair
+    from fastmotive.errors import ArchSpecError
+    from fastmotive.families import parse_arch
+    if parse_arch(args.arch).motivated is None:
+        raise ArchSpecError(f"map {args.arch}: one model has no weights map; give BASE:MOTIVATED, e.g. "
+                            f"{args.arch}:...")
+    pair = MotivatedPair.from_arch(args.arch, num_classes=args.num_classes, img_size=args.img_size)
+    if args.json:
+        print(pair.weights_map.to_json())
+        return 0
+    for key, value in pair.describe().items():
+        print(f"{key:24} {value}")
+    if args.entries:
+        for e in pair.weights_map.entries:
+            print(f"{e.base:48} -> {e.motivated:48} {e.rule}")
+    return 0
+
+
+def cmd_recipes(args) -> int:
+    recipes = list_recipes()
+    if args.names:
+        print("\n".join(r.name for r in recipes))
+        return 0
+    for r in recipes:
+        print(f"{r.name}\n  {r.section}\n  {r.description}\n  {r.path}")
+    print("\nrun one with: fastmotive train -c NAME [flags that override it]")
+    return 0
+
+
+def _train_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("train", help="train a base and a motivated model in one run (or one model alone)")
+    settings.add_arguments(p)
+    p.set_defaults(func=cmd_train)
+    return p
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser and its subcommand parsers by name."""
+    parser = argparse.ArgumentParser(prog="fastmotive", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    commands = {"train": _train_parser(sub)}
+    p = commands["export"] = sub.add_parser("export", help="write base.safetensors and motivated.safetensors")
+    p.add_argument("run_dir")
+    p.add_argument("--output", default=None, help="default: RUN_DIR/export")
+    p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
+                   help="calibrate BN statistics from this many training images (default: the run's setting; 0: "
+                        "the checkpoint's raw statistics)")
+    p.set_defaults(func=cmd_export)
+    p = commands["eval"] = sub.add_parser("eval", help="evaluate a run's two models, raw and BN-calibrated")
+    p.add_argument("run_dir")
+    p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
+                   help="training images for calibration (default: the run's setting)")
+    p.add_argument("--device", default=None, help="default: the run's device setting, else cuda if available")
+    p.set_defaults(func=cmd_eval)
+    p = commands["map"] = sub.add_parser("map", help="print the weights map of an arch spec")
+    p.add_argument("arch")
+    p.add_argument("--num-classes", type=_positive, default=1000)
+    p.add_argument("--img-size", type=int, default=None)
+    p.add_argument("--json", action="store_true", help="print the map as JSON")
+    p.add_argument("--entries", action="store_true", help="list every entry")
+    p.set_defaults(func=cmd_map)
+    p = commands["recipes"] = sub.add_parser("recipes", help="list the paper's training recipes (train -c NAME)")
+    p.add_argument("--names", action="store_true", help="names only, one a line")
+    p.set_defaults(func=cmd_recipes)
+    commands["compare"] = add_compare_parser(sub)
+    commands["transfer"] = add_transfer_parser(sub)
+    commands["tune-k"] = add_tune_k_parser(sub)
+    return parser, commands
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Flags override the YAML config (-c FILE, or -c NAME for a shipped recipe), which overrides the built-in
+    defaults (timm's convention)."""
+    parser, commands = build_parser()
+    command = argv[0] if argv else None
+    if command in CONFIGURABLE:
+        first, _ = parser.parse_known_args(argv)
+        if first.config:
+            commands[command].set_defaults(**settings.read_yaml(resolve_config(first.config)))
+    args = parser.parse_args(argv)
+    args.argv = argv[1:]   # the command's own arguments, for `train --nproc N` to start its workers with
+    args.explicit = settings.explicit_settings(lambda: build_parser()[1][command], argv[1:]) \
+        if command == "train" else frozenset()
+    return args
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(map(str, argv))
+    try:
+        args = parse(argv)
+    except SystemExit as exc:   # argparse has printed its error or the help
+        return exc.code if isinstance(exc.code, int) else 2
+    except FastmotiveError as exc:
+        print(f"fastmotive {argv[0] if argv else ''}: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except FastmotiveError as exc:
+        print(f"fastmotive {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:   # expected ones: missing, read-only, full disk, name too long; the file is named
+        print(f"fastmotive {args.command}: error: {exc.strerror or exc}"
+              f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""The `dali` loader: NVIDIA DALI pipelines, on the GPU with CUDA and CPU-only without (issue 4).
+
+With CUDA, image files are decoded on the GPU (``fn.decoders.image_slice(device="mixed")``, nvJPEG) and the
+crop, resize, flip and normalize run there; array data is fed from host memory and moved to the GPU before
+``crop_mirror_normalize``. Without CUDA (or with ``device="cpu"``) the same graph is a CPU-only pipeline
+(``device_id=None``) on ``num_threads`` DALI threads; CI runs that one.
+
+All inputs enter through ``fn.external_source``: per batch the sample data (gathered uint8 arrays or the
+encoded file bytes) and the augmentation parameters of the epoch plan (`_plan.py`), so DALI's own random
+generators are never used and every loader sees the same order, crops and flips. A pass builds a fresh
+pipeline (about 5 ms on the CPU), which makes resuming at any batch exact and leaves no prefetched state
+behind when a pass is abandoned. The ``DALIGenericIterator`` hands torch tensors on the pipeline's device.
+Arrays resized with ``img_size`` leave the pipeline as uint8 and are resized and normalized per batch on the
+device, as in the tensor loader.
+"""
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from fastmotive.data.datasets.readers import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
+from fastmotive.data.loaders.epoch_plan import (PAD, RRC_RATIO, RRC_SCALE, VAL_CROP_PCT, Sampling,
+                                                flip_probability)
+from fastmotive.data.loaders.protocol import EpochLoader, check_start
+from fastmotive.data.resize import resize_batch
+
+_PREFETCH = 2  # batches DALI prepares ahead of the consumer
+
+
+def dali_import_error() -> str | None:
+    """None when NVIDIA DALI imports, else the reason (the `dali` loader is then unavailable)."""
+    try:
+        import nvidia.dali
+        import nvidia.dali.plugin.pytorch  # noqa: F401
+    except (ImportError, OSError, RuntimeError) as e:  # OSError/RuntimeError: a broken wheel or CUDA libraries
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def dali_available() -> bool:
+    return dali_import_error() is None
+
+
+class DaliLoader(EpochLoader):
+    """Batches from a DALI pipeline; see the module docstring.
+
+    Args:
+        split: an `ArraySplit` (uint8 images) or a `FileSplit` (JPEG/PNG files).
+        batch_size, train, seed, flip, mean, std, device, rank, world_size, aug_repeats: as for
+            `TensorLoader`. ``device`` cuda:k runs the pipeline on GPU k (mixed decoding); cpu runs a CPU-only
+            pipeline.
+        img_size: output side (files: the crop's size; arrays: resized after the crop; None: as stored).
+        num_threads: DALI CPU threads.
+        scale, ratio: random-resized-crop area and aspect-ratio ranges (files).
+
+    Raises:
+        DataError: DALI does not import, or a file fails to decode (naming the file).
+    """
+    name = "dali"
+    aa = None  # device augmentation is the `augment.TrainAugment` wrapper's job
+
+    def __init__(self, split: ArraySplit | FileSplit, *, batch_size: int, train: bool, seed: int,
+                 flip: bool | float, mean, std, device: torch.device | str = "cpu", img_size: int | None = None,
+                 num_threads: int = 2, rank: int = 0, world_size: int = 1, aug_repeats: int = 0,
+                 scale=RRC_SCALE, ratio=RRC_RATIO):
+        reason = dali_import_error()
+        if reason is not None:
+            raise DataError(f"loader 'dali' needs NVIDIA DALI (pip install nvidia-dali-cuda130), which does not "
+                            f"import here ({reason}); use --loader tensor, torch or auto")
+        self.device = torch.device(device)
+        flip = flip_probability(flip) if train else 0.0
+        self.batch_size, self.train, self.seed, self.flip = batch_size, train, seed, flip
+        self.mean, self.std, self.rank, self.world_size = tuple(mean), tuple(std), rank, world_size
+        self.dataset_size = len(split.labels)
+        self._files = isinstance(split, FileSplit)
+        self.sampling = Sampling(self.dataset_size, batch_size, train, seed, flip, self._files, tuple(scale),
+                                 tuple(ratio), aug_repeats, rank, world_size)
+        self.epoch = 0
+        self._split = split
+        self._mean = [m * 255 for m in mean]
+        self._std = [s * 255 for s in std]
+        stored = None if self._files else split.images.shape[2:]
+        self.img_size = self._img_size = img_size or (None if self._files else stored[0])
+        same = img_size is None or (not self._files and (img_size, img_size) == tuple(stored))
+        self._resize_to = None if self._files or same else img_size
+        scale = 1 / (torch.tensor(std, dtype=torch.float32) * 255)   # the tensor loader's normalization
+        self._scale = scale.view(1, 3, 1, 1).to(self.device)
+        self._bias = (-torch.tensor(mean, dtype=torch.float32) * 255 * scale).view(1, 3, 1, 1).to(self.device)
+        self._num_threads = max(1, num_threads)
+        if self.device.type == "cuda":
+            self._device_id = self.device.index if self.device.index is not None else torch.cuda.current_device()
+        else:
+            self._device_id = None  # a CPU-only pipeline: no CUDA context is ever created
+        if not self._files:
+            images = split.images
+            if train:  # zero padding once, so the random crop is a plain window crop_pos * (2 PAD)
+                images = np.pad(images, ((0, 0), (0, 0), (PAD, PAD), (PAD, PAD)))
+            self._images = np.ascontiguousarray(images)
+            self._channels = split.images.shape[1]
+            self._size = split.images.shape[2:]
+        self._recent: collections.deque = collections.deque(maxlen=_PREFETCH + 2)  # file lists in flight
+
+
+
+    def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches ``start_batch..`` of ``epoch``: float32 [B, 3, H, W] normalized, int64 [B], on the device."""
+        check_start(start_batch, len(self))
+        return self._batches(self.sampling.epoch(epoch), start_batch)
+
+    # ----------------------------------------------------------------------------------------------------
+
+    def _array_source(self, plan, start_batch):
+        batches = iter(range(start_batch, len(plan)))
+        span = 2 * PAD
+
+        def source():
+            b = next(batches)  # StopIteration ends DALI's epoch
+            s = plan.batch(b)
+            index = plan.index[s]
+            # The host side only gathers the samples (one numpy copy); DALI crops, flips and normalizes.
+            return (self._images[index], ((plan.dx[s] + PAD) / span).astype(np.float32),
+                    ((plan.dy[s] + PAD) / span).astype(np.float32), plan.flip[s].astype(np.int32),
+                    self._split.labels[index])
+        return source
+
+    def _file_source(self, plan, start_batch):
+        batches = iter(range(start_batch, len(plan)))
+        files = self._split.files
+
+        def source():
+            b = next(batches)
+            s = plan.batch(b)
+            index = plan.index[s]
+            names = [files[i] for i in index]
+            self._recent.append(names)
+            data = [np.fromfile(f, dtype=np.uint8) for f in names]
+            if plan.box is None:  # validation: no augmentation parameters
+                return data, self._split.labels[index]
+            box = plan.box[s]
+            return (data, np.ascontiguousarray(box[:, :2]), np.ascontiguousarray(box[:, 2:]),
+                    plan.flip[s].astype(np.int32), self._split.labels[index])
+        return source
+
+    def _pipeline(self, source):
+        from nvidia.dali import fn, types
+        from nvidia.dali.pipeline import Pipeline
+
+        gpu = self._device_id is not None
+        pipe = Pipeline(batch_size=self.batch_size, num_threads=self._num_threads, device_id=self._device_id,
+                        seed=self.seed, prefetch_queue_depth=_PREFETCH)
+        with pipe:
+            if self._files:
+                s = self._img_size
+                decode_device = "mixed" if gpu else "cpu"
+                if self.train:  # random-resized crop: decode only the box (ROI decoding), resize to s x s
+                    enc, anchor, shape, mirror, labels = fn.external_source(
+                        source=source, num_outputs=5, batch=True,
+                        dtype=[types.UINT8, types.FLOAT, types.FLOAT, types.INT32, types.INT64])
+                    img = fn.decoders.image_slice(enc, anchor, shape, device=decode_device, output_type=types.RGB)
+                    img = fn.resize(img, size=(s, s))
+                    x = fn.crop_mirror_normalize(img, mirror=mirror, mean=self._mean, std=self._std,
+                                                 dtype=types.FLOAT, output_layout="CHW")
+                else:  # shorter side to s / 0.875, centre crop s
+                    enc, labels = fn.external_source(source=source, num_outputs=2, batch=True,
+                                                     dtype=[types.UINT8, types.INT64])
+                    img = fn.decoders.image(enc, device=decode_device, output_type=types.RGB)
+                    img = fn.resize(img, resize_shorter=round(s / VAL_CROP_PCT))
+                    x = fn.crop_mirror_normalize(img, crop=(s, s), mean=self._mean, std=self._std,
+                                                 dtype=types.FLOAT, output_layout="CHW")
+            else:
+                imgs, px, py, mirror, labels = fn.external_source(
+                    source=source, num_outputs=5, batch=True, layout=["CHW", "", "", "", ""],
+                    dtype=[types.UINT8, types.FLOAT, types.FLOAT, types.INT32, types.INT64])
+                if gpu:
+                    imgs = imgs.gpu()
+                if self._channels == 1:  # grayscale to 3 channels (each normalized with its own mean/std)
+                    imgs = fn.cat(imgs, imgs, imgs, axis_name="C")
+                # Resized arrays leave as uint8: resized and normalized after the pipeline, as the tensor loader
+                resized = self._resize_to is not None
+                x = fn.crop_mirror_normalize(imgs, crop=tuple(self._size), crop_pos_x=px, crop_pos_y=py,
+                                             mirror=mirror, mean=[0.0] * 3 if resized else self._mean,
+                                             std=[1.0] * 3 if resized else self._std,
+                                             dtype=types.UINT8 if resized else types.FLOAT, output_layout="CHW")
+            pipe.set_outputs(x, labels)
+        return pipe
+
+    def _batches(self, plan, start_batch):
+        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+
+        if start_batch >= len(plan):
+            return
+        source = (self._file_source if self._files else self._array_source)(plan, start_batch)
+        self._recent.clear()
+        pipe = self._pipeline(source)
+        pipe.build()
+        it = DALIGenericIterator([pipe], ["images", "labels"], last_batch_policy=LastBatchPolicy.PARTIAL,
+                                 auto_reset=False, prepare_first_batch=False)
+        non_blocking = self.device.type == "cuda"
+        while True:
+            try:
+                out = next(it)[0]
+            except StopIteration:
+                return
+            except RuntimeError as e:
+                if self._files:
+                    self._raise_decode_error(e)
+                raise
+            x = out["images"].to(self.device, non_blocking=non_blocking)
+            if self._resize_to is not None:
+                x = resize_batch(x, self._resize_to).float().mul_(self._scale).add_(self._bias)
+            yield x, out["labels"].to(self.device, non_blocking=non_blocking)
+
+    def _raise_decode_error(self, err: RuntimeError):
+        """DALI reports a failed decode without the file name: find it among the batches in flight."""
+        from PIL import Image
+
+        bad = []
+        for names in self._recent:
+            for f in names:
+                try:
+                    with Image.open(f) as im:
+                        im.load()
+                except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+                    bad.append(f"{f}: {type(e).__name__}: {e}")
+        if bad:
+            raise DataError("cannot decode image(s) (DALI failed on a batch holding them): " + "; ".join(bad[:10])
+                            + f"; {DAMAGED_INSIDE}") from err
+        raise DataError(f"DALI failed on a batch of files {self._recent[-1][:5] if self._recent else []}...: "
+                        f"{str(err).splitlines()[0] if str(err) else err!r}") from err

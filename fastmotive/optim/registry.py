@@ -1,0 +1,23 @@
+"""`OPTIMIZERS`: every arena optimizer's record, its class included (as timm's `OptimInfo` registry)."""
+
+from __future__ import annotations
+
+from fastmotive.optim.info import OptimInfo
+from fastmotive.optim.timm_ports import Lamb, RMSpropTF
+from fastmotive.optim.torch_ports import SGD, AdamW, RMSprop
+
+OPTIMIZERS: dict[str, OptimInfo] = {
+    "sgd": OptimInfo("sgd", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": False},
+                     takes=("momentum", "nesterov")),
+    "adamw": OptimInfo("adamw", AdamW, ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8},
+                       takes=("betas", "eps")),
+    "rmsprop": OptimInfo("rmsprop", RMSprop, ("square_avg", "momentum_buffer"),
+                         {"alpha": 0.99, "eps": 1e-8, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
+    # timm's RMSpropTF class default eps is 1e-10 (inside the sqrt)
+    "rmsproptf": OptimInfo("rmsproptf", RMSpropTF, ("square_avg", "momentum_buffer"),
+                           {"alpha": 0.99, "eps": 1e-10, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
+    "lamb": OptimInfo("lamb", Lamb, ("exp_avg", "exp_avg_sq"),
+                      {"betas": (0.9, 0.999), "eps": 1e-6, "max_grad_norm": 1.0, "trust_clip": False,
+                       "always_adapt": False}, takes=("betas", "eps"),
+                      extra=("max_grad_norm", "trust_clip", "always_adapt")),
+}

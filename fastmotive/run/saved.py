@@ -1,0 +1,75 @@
+"""A finished or interrupted run reopened for evaluation and export: its settings, its data, and its pair as the
+checkpoint left it, with the base that the next switch back would give."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastmotive.config import settings
+from fastmotive.core.pair import MotivatedPair
+from fastmotive.errors import CheckpointError
+from fastmotive.run import checkpoint
+from fastmotive.run.directory import RunDir
+from fastmotive.run.parts import build_pair, choose_device, open_data
+
+
+@dataclass
+class SavedRun:
+    path: Path
+    config: object           # settings.TrainConfig
+    model_kwargs: dict
+    pair: MotivatedPair
+    step: int
+    stopped_in_episode: bool   # the checkpoint was taken while the motivated model trained
+
+    def open_data(self):
+        """(train batches, val batches, DatasetInfo) of the run, on the pair's device."""
+        return open_data(self.config, self.pair.device)
+
+    def calibration(self, train, info, images: int | None = None):
+        """(calibration batches, image count) as the run's evaluations calibrated: `images` (default: the
+        run's --bn-calibrate) from the training split `train`."""
+        from fastmotive.training.evaluation import CalibrationBatches, calibration_images
+        setting = self.config.bn_calibrate if images is None else images
+        return CalibrationBatches(train), calibration_images(setting, info.train_size)
+
+
+def open_run(run_dir, device=None) -> SavedRun:
+    """Reopen `run_dir`'s checkpoint (values and buffers only: what evaluation and export need).
+
+    A checkpoint taken inside a motivated episode holds the base's latest weights in the motivated model's
+    slices, not in the base's own columns; the pair is switched back so that `pair.base` is that model.
+    """
+    path = Path(run_dir)
+    if not (path / "args.yaml").is_file():
+        raise CheckpointError(f"{path} is not a fastmotive run directory (no args.yaml)")
+    run = RunDir(path)
+    saved = run.read_args()
+    config = settings.from_record(saved, source=str(path / "args.yaml"))
+    if device is not None:
+        config = settings.replace(config, device=str(device))
+    state = checkpoint.load(run.checkpoint_path)
+    pair = build_pair(config, saved["model_kwargs"], choose_device(config))
+    pair.load_state_dict(state, values_only=True, source=f"checkpoint {run.checkpoint_path}")
+    in_episode = pair.active == "motivated"
+    pair.switch_to("base")
+    return SavedRun(path, config, saved["model_kwargs"], pair, state["step"], in_episode)
+
+
+def evaluate_run(run_dir, images: int | None = None, device=None) -> dict:
+    """Both models of a saved run on its validation split, raw and calibrated from `images` training images
+    (default: the run's --bn-calibrate); written to the run directory's eval.json as well."""
+    import json
+
+    from fastmotive.training.evaluation import evaluate_pair
+    run = open_run(run_dir, device)
+    train, val, info = run.open_data()
+    calibration, images = run.calibration(train, info, images)
+    if run.config.val_batches:
+        from fastmotive.data import FirstBatches
+        val = FirstBatches(val, run.config.val_batches)
+    result = {"run": str(run.path), "step": run.step, "stopped_in_episode": run.stopped_in_episode,
+              "dataset": info.name, "val_size": info.val_size,
+              **evaluate_pair(run.pair, val, calibration, images)}
+    (run.path / "eval.json").write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,92 @@
+"""How a training run reports progress: a rich bar on a terminal, else a line every `log_interval` steps.
+
+Both read the step just recorded and the running totals (`TrainState`), never the step history, so a report
+costs the same at step 50 000 as at step 1.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Protocol, TextIO
+
+from fastmotive.training.state import TrainState
+
+
+class Progress(Protocol):
+    def update(self, step: dict, totals: TrainState) -> None:
+        """Called once per batch, after `totals` counted `step` (a `History.steps` record)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_progress(*, bar: bool, log_interval: int, total: int, done: int,
+                  stream: TextIO | None = None) -> Progress:
+    """The bar when `bar` and the stream (default: stderr) is a terminal, else a line every `log_interval`."""
+    stream = sys.stderr if stream is None else stream
+    if bar and stream.isatty():
+        return ProgressBar(total, done, stream)
+    return LogLines(log_interval, stream)
+
+
+class _Rate:
+    """Images per second since the first report of this fit (resumed runs count from the resume)."""
+
+    def __init__(self):
+        self.t0, self.images = time.perf_counter(), 0
+
+    def add(self, images: int) -> float:
+        self.images += images
+        return self.images / max(time.perf_counter() - self.t0, 1e-9)
+
+
+class ProgressBar:
+    """A rich bar: steps done of all, time left, the loss, the active model, the motivated fraction, img/s."""
+
+    def __init__(self, total: int, done: int, stream: TextIO):
+        from rich.console import Console
+        from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import Progress as RichProgress
+        self.progress = RichProgress(TextColumn("[bold]train"), BarColumn(),
+                                     TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"), console=Console(file=stream))
+        self.task = self.progress.add_task("train", total=total, completed=done, info="")
+        self.progress.start()
+        self.rate = _Rate()
+
+    def update(self, step: dict, totals: TrainState) -> None:
+        rate = self.rate.add(step["images"])
+        info = (f"loss {step['loss']:.3f}  {step['active']:9}  motivated {totals.motivated_fraction:5.1%}  "
+                f"{rate:.0f} img/s")
+        self.progress.update(self.task, advance=1, info=info)   # rich redraws from its thread, ~10 times/s
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+class LogLines:
+    """One line every `interval` steps: step, epoch, loss, active model, motivated fraction, img/s."""
+
+    def __init__(self, interval: int, stream: TextIO):
+        self.interval, self.stream = interval, stream
+        self.rate = _Rate()
+
+    def update(self, step: dict, totals: TrainState) -> None:
+        rate = self.rate.add(step["images"])
+        if totals.step % self.interval == 0:
+            print(f"step {totals.step:7d}  epoch {step['epoch']:3d}  loss {step['loss']:.4f}  "
+                  f"{step['active']:9}  motivated {totals.motivated_fraction:5.1%}  {rate:.0f} img/s",
+                  file=self.stream, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class NoProgress:
+    """Silence: the progress of ranks other than 0 in a multi-process run (rank 0 reports for the job)."""
+
+    def update(self, step: dict, totals: TrainState) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
