@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import time
 
@@ -98,7 +99,9 @@ def dynamo_graphs() -> int:
 
 
 # %% (a), (c), (d), (e): training --------------------------------------------------------------------------
-def bench_training(args, device: torch.device) -> tuple[dict, fm.MotivatedPair]:
+def bench_training(args, device: torch.device, out: dict, save) -> fm.MotivatedPair:
+    """Fill `out` with the training figures, calling `save()` after each one (a step stopped by its time
+    limit keeps what it measured)."""
     pair, plain_model = build_pair_and_plain(args.arch, device)
     plain = PlainLoop(plain_model)
     loader = make_loader(args.steps, args.batch_size, args.img_size, device)
@@ -107,9 +110,9 @@ def bench_training(args, device: torch.device) -> tuple[dict, fm.MotivatedPair]:
     trainers = {(v, m): TimedTrainer(pair, m, make_condition())
                 for m in modes for v, make_condition in CONDITIONS.items()}
     label = {m: "" if m is None else f"[{m}]" for m in modes}
-    out = {"variants": {}, "rounds": args.rounds, "steps_per_epoch": args.steps,
-           "epochs_per_run": args.epochs, "batch_size": args.batch_size, "img_size": args.img_size,
-           "errors": {}}
+    out.update({"variants": {}, "rounds": args.rounds, "steps_per_epoch": args.steps,
+                "epochs_per_run": args.epochs, "batch_size": args.batch_size, "img_size": args.img_size,
+                "errors": {}})
 
     def failed(key: str, e: Exception) -> None:   # a compiled branch that fails to build is reported
         lines = [x for x in str(e).splitlines()
@@ -124,6 +127,7 @@ def bench_training(args, device: torch.device) -> tuple[dict, fm.MotivatedPair]:
                                            out["variants"]))
         except Exception as e:  # noqa: BLE001
             failed(f"base{label[mode]}", e)
+        save()
 
     # (d) and images/sec of each condition: whole fit() runs, rotating order each round
     variants = []
@@ -142,6 +146,8 @@ def bench_training(args, device: torch.device) -> tuple[dict, fm.MotivatedPair]:
         print(f"round {r + 1}/{args.rounds}: " + ", ".join(
             f"{k} {x[-1]['images'] / x[-1]['wall_s']:.0f}" for k, x in records.items()) + " img/s",
               flush=True)
+        out["rounds_done"] = {key: [x["images"] / x["wall_s"] for x in recs] for key, recs in records.items()}
+        save()
     graphs_after_timing = dynamo_graphs()
     for key, recs in records.items():
         out["variants"][key] = summarize_runs(recs)
@@ -152,7 +158,7 @@ def bench_training(args, device: torch.device) -> tuple[dict, fm.MotivatedPair]:
     if any(m is not None for m in modes):
         out["dynamo_graphs"] = {"after_warmup": graphs_after_warmup, "after_timing": graphs_after_timing,
                                 "recompiled_after_warmup": graphs_after_timing - graphs_after_warmup}
-    return out, pair
+    return pair
 
 
 def bench_base_vs_plain(timed: TimedTrainer, loader, plain: PlainLoop, args, label: str, device,
@@ -337,9 +343,12 @@ def main(argv=None) -> dict:
     result: dict = {"machine": machine_info(device), "arch": args.arch, "num_classes": NUM_CLASSES,
                     "args": vars(args), "targets": TARGETS}
     load_before = os.getloadavg()[0]
+    save = (lambda: write_json(result, args.json)) if args.json else (lambda: None)
+    signal.signal(signal.SIGTERM, _stop)   # `timeout` stops a step with SIGTERM: keep what was measured
     pair = None
     if "training" in parts:
-        result["training"], pair = bench_training(args, device)
+        result["training"] = {}
+        pair = bench_training(args, device, result["training"], save)
     if "switch" in parts:
         if pair is None:
             pair = fm.MotivatedPair.from_arch(args.arch, num_classes=NUM_CLASSES).to(device)
@@ -353,6 +362,10 @@ def main(argv=None) -> dict:
     if args.json:
         write_json(result, args.json)
     return result
+
+
+def _stop(signum, frame):
+    raise SystemExit(f"stopped by signal {signum}; the figures measured so far are in the JSON")
 
 
 if __name__ == "__main__":

@@ -2,19 +2,19 @@
 
 A run is (base column, motivated column, length, aligned): a contiguous span of arena columns holding one
 piece of a base tensor and the motivated slice it maps to (fastmotive/core/copy_plan.py). The host side
-(fastmotive/core/kernel_launch.py) prepares the table once per plan: runs whose two columns agree modulo VEC
-are cut into an aligned body (both columns and the length multiples of VEC, flagged) and scalar edges, so the
-body moves in 16-byte vector loads and stores.
+(fastmotive/core/kernel_launch.py) prepares the table once per plan: a run whose two columns agree modulo VEC
+(16 bytes of columns) is cut into scalar edges and an aligned body (both columns and the length multiples of
+VEC, flagged), which moves in 16-byte vector loads and stores; the rest move one column per lane.
 
 Bytes moved: for each parameter run of length L and R copied rows (values + optimizer state rows),
 2*L*R*itemsize (read + write); buffer runs move 2*L*itemsize (value row only). The run table adds 32 B per
 run, read once per program. Nothing else is read: no per-element indices.
 
-Program p walks run p: for each BLOCK of the run it loads the block on every copied row, then stores them all
-(the loads of the R rows are in flight together). Row offsets are 64-bit, so arenas past 2^31 elements per
-row-span are addressed correctly. The data is passed as an integer view so the copy is bitwise (NaN payloads,
-int64 buffers viewed as pairs of fp32 columns). `src_col` and `n_param_runs` are not specialised: one
-compiled kernel serves both directions.
+Program p walks run p: for each block of the run it loads the block on every copied row, then stores them
+all, so the R loads are in flight together. Row offsets are 64-bit (an int32 row * stride wraps for arenas
+past 2^31 elements). The data is passed as an integer view so the copy is bitwise (NaN payloads, int64
+buffers viewed as pairs of fp32 columns). `src_col` and `n_param_runs` are not specialised: one compiled
+kernel serves both directions, so the first switch down does not compile again.
 """
 import torch
 import triton
@@ -22,7 +22,17 @@ import triton.language as tl
 
 
 @triton.jit
-def _copy_run(data_ptr, src, dst, length, stride, param, N_ROWS: tl.constexpr, BLOCK: tl.constexpr):
+def _copy_run(data_ptr, entry, src_col, stride, param, N_ROWS: tl.constexpr, BLOCK: tl.constexpr,
+              VEC: tl.constexpr, ALIGNED: tl.constexpr):
+    # Each kind of run reads its columns with loads of its own: multiple_of marks the op that defines a value,
+    # so hints on values shared by both kinds would give misaligned runs the vector loads too
+    src = tl.load(entry + src_col)
+    dst = tl.load(entry + 1 - src_col)
+    length = tl.load(entry + 2)
+    if ALIGNED:
+        src = tl.multiple_of(src, VEC)
+        dst = tl.multiple_of(dst, VEC)
+        length = tl.multiple_of(length, VEC)
     for start in range(0, length, BLOCK):
         offs = start + tl.arange(0, BLOCK)
         mask = offs < length
@@ -56,17 +66,12 @@ def copy_runs_kernel(
 ):
     pid = tl.program_id(0)
     entry = runs_ptr + pid * 4
-    src = tl.load(entry + src_col)
-    dst = tl.load(entry + 1 - src_col)
-    length = tl.load(entry + 2)
-    aligned = tl.load(entry + 3)
     stride = row_stride.to(tl.int64)
     param = pid < n_param_runs
-    if aligned != 0:
-        _copy_run(data_ptr, tl.multiple_of(src, VEC), tl.multiple_of(dst, VEC), tl.multiple_of(length, VEC),
-                  stride, param, N_ROWS, BLOCK)
-    else:
-        _copy_run(data_ptr, src, dst, length, stride, param, N_ROWS, BLOCK)
+    if tl.load(entry + 3) != 0:   # VEC columns per lane, 16-byte accesses
+        _copy_run(data_ptr, entry, src_col, stride, param, N_ROWS, BLOCK, VEC, True)
+    else:   # one column per lane: loads and stores share one layout, with no shuffle through shared memory
+        _copy_run(data_ptr, entry, src_col, stride, param, N_ROWS, BLOCK // VEC, VEC, False)
 
 
 def copy_runs_reference(data: torch.Tensor, runs: torch.Tensor, n_param_runs: int, n_rows: int, up: bool) -> None:

@@ -53,11 +53,11 @@ def _split_aligned(runs: np.ndarray, vec: int) -> np.ndarray:
 
 
 def block_for(lengths: np.ndarray, vec: int) -> int:
-    """A power of two near the 75th percentile of the run lengths, 8 vectors to 1024 columns: most runs take
-    one step, and short ones waste few lanes."""
+    """A power of two near the 75th percentile of the run lengths, from one warp of 16-byte vectors (32 * vec
+    columns) to 1024: most runs take one step, and short ones waste few lanes."""
     if len(lengths) == 0:
-        return 8 * vec
-    return int(min(max(2 ** int(np.ceil(np.log2(max(np.percentile(lengths, 75), 1)))), 8 * vec), 1024))
+        return 32 * vec
+    return int(min(max(2 ** int(np.ceil(np.log2(max(np.percentile(lengths, 75), 1)))), 32 * vec), 1024))
 
 
 def copy_runs(data: torch.Tensor, runs: KernelRuns, n_rows: int, up: bool, buffers: bool = True) -> None:

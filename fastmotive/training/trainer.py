@@ -227,6 +227,7 @@ class Trainer:
     def _end_epoch(self, val_batches, wall_s: float) -> None:
         """Close an open motivated episode, evaluate both models, write the summary row and checkpoint."""
         self.pair.switch_to("base")   # no-op when the base is active
+        self.pair.arena.check_bound(full=False)   # the switches check only now and then (core/pair.py)
         row = self.state.end_epoch(wall_s)
         self._distribute_bn()
         if val_batches is not None:

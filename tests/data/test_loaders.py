@@ -226,3 +226,21 @@ def test_folder_decode_failure_names_the_file(tmp_path, name):
     loader = make(name, raw.train, batch_size=2, img_size=16)
     with pytest.raises(DataError, match="00001.png.*damage is inside the image data"):
         list(loader.epoch_batches(0))
+
+
+def test_the_adapter_keeps_loaders_with_the_protocol_and_wraps_plain_iterables():
+    from fastmotive.data.loaders.protocol import EpochLoader, PlainBatches, as_epoch_loader
+
+    class OwnLoader:   # a user's loader that follows the protocol without deriving from EpochLoader
+        def __len__(self):
+            return 3
+
+        def epoch_batches(self, epoch, start_batch=0):
+            return iter(range(start_batch, 3))
+
+    own = OwnLoader()
+    assert as_epoch_loader(own) is own
+    wrapped = as_epoch_loader(["a", "b", "c"])
+    assert isinstance(wrapped, PlainBatches) and isinstance(wrapped, EpochLoader) and len(wrapped) == 3
+    assert list(wrapped.epoch_batches(5, start_batch=1)) == ["b", "c"]
+    assert list(wrapped) == ["a", "b", "c"] and wrapped.epoch == 1   # iter(): the next epoch, then the counter

@@ -41,8 +41,9 @@ class PlainBatches(EpochLoader):
 
 
 def as_epoch_loader(batches) -> EpochLoader:
-    """`batches` itself when it is a fastmotive loader, else wrapped in `PlainBatches`."""
-    return batches if isinstance(batches, EpochLoader) else PlainBatches(batches)
+    """`batches` itself when it has the protocol's ``epoch_batches`` (fastmotive's loaders, or a user's own
+    that follows it), else wrapped in `PlainBatches`: the one place that asks."""
+    return batches if callable(getattr(batches, "epoch_batches", None)) else PlainBatches(batches)
 
 
 def check_start(start_batch: int, total: int) -> None:
