@@ -18,6 +18,8 @@ class Setting:
     short: str | None = None           # a one-letter alias such as -b
     choices: tuple | None = None
     saved: bool = True                 # a resumed run takes it from its args.yaml, and a clashing flag is refused
+    kept: bool = False                 # saved=False but shapes the run's outputs: a resumed run keeps the
+                                       # recorded value unless the flag is given again (logs, checkpoints)
     evaluation_only: bool = False      # changes what is measured, not what is trained: a finished run is
                                        # re-evaluated with a new value rather than refused or retrained
     check: Callable[[Any], bool] | None = None   # valid values (None passes always); `expect` says what they are

@@ -15,9 +15,9 @@ from fastmotive.config.setting import Setting
 from fastmotive.config.train_config import BY_NAME, DEFAULT_ARCH, SETTINGS, TrainConfig
 from fastmotive.errors import ConfigError
 
-__all__ = ["BY_NAME", "DEFAULT_ARCH", "SETTINGS", "Setting", "TrainConfig", "add_arguments", "check_combinations",
-           "checked", "differences", "explicit_settings", "for_single_model", "from_namespace", "from_record", "read_yaml", "record",
-           "replace", "resume_config", "training_names", "with_defaults", "with_keywords"]
+__all__ = ["BY_NAME", "DEFAULT_ARCH", "SETTINGS", "Setting", "TrainConfig", "add_arguments", "checked",
+           "differences", "explicit_settings", "for_single_model", "from_namespace", "from_record", "read_yaml",
+           "record", "replace", "resume_config", "training_names", "with_defaults", "with_keywords"]
 
 
 def replace(config, **changes):
@@ -55,8 +55,8 @@ def for_single_model(config, explicit, what: str):
     alone = {"condition": "never", "growth_init": "paper"}
     for name, value in alone.items():
         if name in explicit and getattr(config, name) != value:
-            raise ConfigError(f"{what} trains one model alone: {BY_NAME[name].flag} {getattr(config, name)} has no "
-                              "motivated model to act on (drop it, or give BASE:MOTIVATED)")
+            raise ConfigError(f"{what} trains one model alone: {BY_NAME[name].flag} {getattr(config, name)} has "
+                              "no motivated model to act on (drop it, or give BASE:MOTIVATED)")
     return replace(config, **alone)
 
 
@@ -179,29 +179,20 @@ def _has_type(value, kind) -> bool:
     return isinstance(value, kind)
 
 
-def check_combinations(config) -> None:
-    """Settings that are valid alone but contradict each other; one ConfigError lists every clash."""
-    clashes = []
-    if config.warmup_epochs > config.epochs:
-        clashes.append(f"--warmup-epochs {config.warmup_epochs} is longer than --epochs {config.epochs}: the run "
-                       "would end before the learning rate reaches --lr")
-    if config.sched == "cosine" and config.min_lr > config.lr:
-        clashes.append(f"--min-lr {config.min_lr} is above --lr {config.lr}")
-    if clashes:
-        raise ConfigError("; ".join(clashes))
-
-
 # -- resume -----------------------------------------------------------------------------------------------
 
 def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
-    """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused."""
+    """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused. The
+    `kept` ones (TensorBoard, W&B, the checkpoint interval, --check-sync) come back too, unless given again."""
     saved = _frozen(saved)
+    kept = {s.name: saved[s.name] for s in SETTINGS if s.kept and s.name in saved and s.name not in explicit}
+    config = dataclasses.replace(config, **kept)
     taken = [s.name for s in SETTINGS if s.saved and s.name in saved]
     clashes = [f"{BY_NAME[k].flag} {getattr(config, k)!r} (the run has {saved[k]!r})"
                for k in taken if k in explicit and saved[k] != getattr(config, k)]
     if clashes:
-        raise ConfigError(f"--resume {run_dir}: these flags differ from the run's args.yaml: {'; '.join(clashes)}. "
-                          "Resume without them, or start a new run")
+        raise ConfigError(f"--resume {run_dir}: these flags differ from the run's args.yaml: "
+                          f"{'; '.join(clashes)}. Resume without them, or start a new run")
     return dataclasses.replace(config, **{k: saved[k] for k in taken})
 
 

@@ -160,18 +160,20 @@ class TrainConfig:
         "paper); keep: each model keeps its own, only weights and optimizer state move", str,
         choices=("copy", "keep"))
     growth_init: str = setting("paper", "paper: the motivated model's differential tensors keep their random "
-        "initialisation (the paper); identity: they start so that the motivated model computes the base's function "
-        "at the first switch up (function-preserving growth; docs/weights-maps.md)", str, choices=GROWTH_INITS)
-    seed: int = setting(0, "seeds the data order, the initial weights and random conditions", int)
+        "initialisation (the paper); identity: they start so that the motivated model computes the base's "
+        "function at the first switch up (function-preserving growth; docs/weights-maps.md)", str, choices=GROWTH_INITS)
+    seed: int = setting(0, "seeds the data order, the initial weights and random conditions", int,
+        check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2^32)")
     # run
     output: str = setting("output/train", "parent folder of run directories", str, "run", saved=False)
     experiment: str | None = setting(None, "run directory name (default: arch-dataset-seed)", str, "run",
         saved=False, check=is_folder_name,
         expect="a folder name inside --output (no / or .., at most 200 bytes)")
     resume: str | None = setting(None, "continue the run in this directory", str, "run", saved=False)
-    checkpoint_every: int = setting(0, "also checkpoint every N steps", int, "run", saved=False,
+    checkpoint_every: int = setting(0, "also checkpoint every N steps", int, "run", saved=False, kept=True,
         check=lambda x: x >= 0, expect="an integer >= 0")
-    max_steps: int | None = setting(None, "stop after N batches in all (smoke runs)", int, "run", saved=False,
+    max_steps: int | None = setting(None, "stop after N optimizer steps in all (batches, or groups of "
+        "--grad-accum-steps batches; smoke runs)", int, "run", saved=False,
         check=is_positive, expect="a positive integer")
     log_interval: int = setting(50, "print a line every N steps when the progress bar is off", int, "run",
         saved=False, check=is_positive, expect="a positive integer")
@@ -185,10 +187,10 @@ class TrainConfig:
     switch_backend: str | None = setting(None, f"{', '.join(BACKENDS)} (default: the device's)", str, "run",
         saved=False, choices=BACKENDS)
     log_tensorboard: bool = setting(False, "also write TensorBoard event files into the run directory", None,
-        "run", saved=False)
+        "run", saved=False, kept=True)
     log_wandb: bool = setting(False,
         "also log to Weights & Biases (offline unless WANDB_MODE says otherwise; needs "
-        "pip install 'fastmotive[wandb]')", None, "run", saved=False)
+        "pip install 'fastmotive[wandb]')", None, "run", saved=False, kept=True)
     # distributed (docs/distributed.md)
     nproc: int | None = setting(None,
         "start this many processes on this machine (torchrun's --nproc_per_node)", int, "distributed",
@@ -199,7 +201,7 @@ class TrainConfig:
         "reduce (average), broadcast (rank 0's) or none", str, "distributed",
         choices=("reduce", "broadcast", "none"))
     check_sync: int = setting(0, "every N steps, check that every process holds the same weights (0: off)",
-        int, "distributed", saved=False, check=lambda x: x >= 0, expect="an integer >= 0")
+        int, "distributed", saved=False, kept=True, check=lambda x: x >= 0, expect="an integer >= 0")
     no_progress: bool = setting(False, "no progress bar (a log line every --log-interval steps instead)",
         None, "run", saved=False)
 

@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 
-__all__ = ["ENTRY", "launch", "launched", "without_nproc"]
+__all__ = ["ENTRY", "check_process_count", "launch", "launched", "without_nproc"]
 
 ENTRY = ("-m", "fastmotive", "train")   # what each worker runs: sys.executable ENTRY argv
 _LAUNCH_ENV = "TORCHELASTIC_RUN_ID"      # set by torchrun and by the elastic agent in every worker
@@ -37,6 +37,30 @@ def without_nproc(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def device_of(argv: Sequence[str]) -> str:
+    """The ``--device`` the workers will train on (what `Distributed.device_for` picks when it is absent)."""
+    for i, arg in enumerate(argv):
+        if arg == "--device" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--device="):
+            return arg.split("=", 1)[1]
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_process_count(nproc: int, device: str) -> None:
+    """Refuse more processes than the machine has GPUs (on CUDA) or cores (on a CPU), before any is started:
+    999 processes on 2 cores fill the memory and freeze the machine."""
+    import torch
+
+    from fastmotive.errors import ConfigError
+    on_cuda = device.startswith("cuda")
+    limit = torch.cuda.device_count() if on_cuda else (os.cpu_count() or 1)
+    if not 1 <= nproc <= limit:
+        what = f"{limit} GPU{'s' * (limit != 1)}" if on_cuda else f"{limit} CPU core{'s' * (limit != 1)}"
+        raise ConfigError(f"--nproc {nproc}: this machine has {what} for --device {device}; give at most {limit}")
+
+
 def launch(argv: Sequence[str], nproc: int, *, entry: Sequence[str] = ENTRY, monitor_interval: float = 0.1) -> int:
     """Run ``python -m fastmotive train ARGV`` in `nproc` processes on this machine and wait for them.
 
@@ -52,8 +76,7 @@ def launch(argv: Sequence[str], nproc: int, *, entry: Sequence[str] = ENTRY, mon
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
-    if nproc < 1:
-        raise ValueError(f"nproc must be >= 1, got {nproc}")
+    check_process_count(nproc, device_of(argv))
     # torchrun sets one thread per worker unless told otherwise; here the cores are shared out
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),

@@ -20,7 +20,7 @@ class OptimInfo:
     cls: type   # the SegmentOptimizer subclass create_optimizer builds
     state_rows: tuple[str, ...]  # state rows it uses, in row order; the switch copies exactly these
     defaults: dict  # default hyper-parameters of create_optimizer for this optimizer
-    takes: tuple[str, ...]  # the common create_optimizer arguments it uses: momentum, nesterov, betas, eps, alpha
+    takes: tuple[str, ...]  # the create_optimizer arguments it uses of momentum, nesterov, betas, eps, alpha
     extra: tuple[str, ...] = field(default=())  # its own keyword arguments, defaults in `defaults`
 
 

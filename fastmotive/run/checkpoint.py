@@ -62,7 +62,13 @@ def load(path: str | os.PathLike) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds on a truncated or foreign file
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a fastmotive checkpoint: {exc}") from exc
+        # the first line only: torch's advice to retry with weights_only=False would run what the file holds
+        if "Weights only load failed" in str(exc):
+            reason = "it holds Python objects beyond tensors and plain values, which fastmotive never unpickles"
+        else:
+            reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a fastmotive checkpoint ({reason}); it was not "
+                              "loaded: a checkpoint holds only tensors and plain values") from None
 
 
 def rng_state() -> dict:

@@ -46,10 +46,19 @@ class RunDir:
         (self.path / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
 
     def read_args(self) -> dict:
+        """args.yaml as a mapping with the model kwargs; CheckpointError naming the file when it is not one."""
         path = self.path / "args.yaml"
         if not path.is_file():
             raise CheckpointError(f"{self.path} is not a fastmotive run directory (no args.yaml there)")
-        return yaml.safe_load(path.read_text())
+        try:
+            args = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:   # a !!python tag is refused here too: safe_load constructs no objects
+            raise CheckpointError(f"{path} is not valid YAML ({str(exc).splitlines()[0][:200]}): the run's "
+                                  "settings cannot be read") from None
+        if not isinstance(args, dict) or not isinstance(args.get("model_kwargs"), dict):
+            raise CheckpointError(f"{path} holds no run's settings (a mapping with model_kwargs): it was edited "
+                                  "or is not fastmotive's")
+        return args
 
     def log_step(self, record: dict) -> None:
         """Append a row to steps.csv. The file stays open (opening it per row cost more than the rest of the
@@ -103,7 +112,7 @@ class RunDir:
 
         Args:
             history: the whole run's step and epoch records (resumed runs included).
-            wall_s, images: wall time and images trained by this fit() (images/sec).
+            wall_s, images: wall time and images trained by the whole run, every session (images/sec).
             flops: {"base": FlopCount, "motivated": FlopCount}, or None: adds FLOPs per image and F_{X-Y}.
         """
         steps, epochs = history.steps, history.epochs

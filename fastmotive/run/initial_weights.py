@@ -24,9 +24,15 @@ def read_weights(spec: str) -> tuple[dict[str, torch.Tensor], str]:
     if which in _MODELS and path:
         return _from_run(Path(path), which), f"{which} of run {path}"
     file = Path(spec)
+    if file.is_dir():
+        raise CheckpointError(f"--initial-checkpoint {spec} is a directory: for a run's models give "
+                              f"{spec}:base or {spec}:motivated, or an exported .safetensors file")
     if not file.is_file():
         raise CheckpointError(f"--initial-checkpoint {spec}: no such file (give an exported .safetensors file, or "
                               "RUN_DIR:base / RUN_DIR:motivated)")
+    if (file.parent / "args.yaml").is_file() and file.suffix == ".pt":
+        raise CheckpointError(f"--initial-checkpoint {spec} is a run's checkpoint, not an exported model: give "
+                              f"{file.parent}:base (or :motivated)")
     from safetensors import SafetensorError
     from safetensors.torch import load_file
     try:
@@ -38,6 +44,9 @@ def read_weights(spec: str) -> tuple[dict[str, torch.Tensor], str]:
 def _from_run(run_dir: Path, which: str) -> dict[str, torch.Tensor]:
     from fastmotive.run.saved import open_run
     run = open_run(run_dir, device="cpu")
+    if which not in run.pair.members:
+        raise CheckpointError(f"--initial-checkpoint {run_dir}:{which}: that run trained one model alone "
+                              f"({run.config.arch}); give {run_dir}:base")
     return {k: v.detach().clone() for k, v in run.pair.model(which).state_dict().items()}
 
 

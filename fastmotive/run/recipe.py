@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from fastmotive.config import settings
+from fastmotive.config.combinations import check_combinations, check_data_effective, check_effective
 from fastmotive.data import FirstBatches, TrainAugment
 from fastmotive.distributed import Distributed, convert_sync_bn
 from fastmotive.errors import ConfigError
@@ -78,6 +79,7 @@ class TrainRecipe:
         self.config, self.explicit = config, frozenset(explicit)
         self.loaders, self.record_extra = loaders, dict(record_extra or {})
         self.interrupted = self.finished = False
+        self.exit_status = 0   # 128 + the signal that stopped training (130 Ctrl-C, 143 SIGTERM)
         self._lock: RunLock | None = None
 
     def setup(self) -> None:
@@ -109,11 +111,12 @@ class TrainRecipe:
             saved = RunDir(config.resume).read_args()
             config = settings.resume_config(config, saved, self.explicit, config.resume)
             config = _same_global_batch(config, saved, self.dist.world_size)
-        settings.check_combinations(config)
+        check_combinations(config)
         check_available(wandb=config.log_wandb)   # before any file is written
         arch = parse_arch(config.arch)
         if arch.motivated is None:
             config = settings.for_single_model(config, self.explicit, f"--arch {config.arch}")
+        check_effective(config, self.explicit, single_model=arch.motivated is None, world_size=self.dist.world_size)
         return config, arch
 
     def _setup_run_dir(self) -> Path:
@@ -134,6 +137,7 @@ class TrainRecipe:
         """(train batches, val batches, DatasetInfo): the dataset's, or the `loaders` function's (tune-k)."""
         opened = (self.loaders or open_data)(self.config, device, self.dist.rank, self.dist.world_size)
         _check_classes(self.config, opened[2])
+        check_data_effective(self.explicit, dataset_is_folder=self.config.dataset == "folder")
         return opened
 
     def _setup_pair(self, device, backend: str):
@@ -224,21 +228,29 @@ class TrainRecipe:
             if self._lock is not None:
                 self._lock.release()
             self.dist.close()
-        self.interrupted = self.trainer.stop_requested
+        self.interrupted, self.exit_status = self.trainer.stop_requested, self.trainer.stop_status
         if not self.dist.is_main:
             return history
-        if self.interrupted:
-            print(f"interrupted at step {self.trainer.step}; checkpoint written. "
-                  f"Continue with: fastmotive train --resume {run}")
         single = len(self.pair.members) == 1
         for row in history.epochs[-3:]:
-            line = "epoch {epoch:3d}  train loss {train_loss:.4f}  base top1 {base_top1:6.2f}".format(**row)
-            if not single:
-                line += ("  motivated top1 {motivated_top1:6.2f}  motivated {motivated_fraction:5.1%}  "
-                         "switches {switches}").format(**row)
+            line = "epoch {epoch:3d}  train loss {train_loss:.4f}  ".format(**row)
+            if single:
+                line += "top1 {base_top1:6.2f}".format(**row)
+            else:
+                line += ("base top1 {base_top1:6.2f}  motivated top1 {motivated_top1:6.2f}  motivated "
+                         "{motivated_fraction:5.1%}  switches {switches}").format(**row)
             print(line)
-        print(f"done; run directory {run} (metrics.json, summary.csv, plot.png); "
-              f"export {'the model' if single else 'both models'} with: fastmotive export {run}")
+        if self.interrupted:
+            name = "Ctrl-C" if self.exit_status == 130 else f"signal {self.exit_status - 128}"
+            print(f"stopped by {name} at step {self.trainer.step}; checkpoint written. Continue with: "
+                  f"fastmotive train --resume {run}")
+        elif self.trainer.state.epoch < self.config.epochs:
+            print(f"stopped at step {self.trainer.step} by --max-steps {self.config.max_steps} (epoch "
+                  f"{self.trainer.state.epoch + 1} of {self.config.epochs}); checkpoint written. Continue with: "
+                  f"fastmotive train --resume {run}")
+        else:
+            print(f"done; run directory {run} (metrics.json, summary.csv, plot.png); "
+                  f"export {'the model' if single else 'both models'} with: fastmotive export {run}")
         return history
 
 

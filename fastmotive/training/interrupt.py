@@ -1,34 +1,45 @@
-"""Ctrl-C during training: the first SIGINT asks the loop to stop after the current batch (it then
-checkpoints and returns normally); a second goes to the handler that was there before (Python's raises
-KeyboardInterrupt)."""
+"""Ctrl-C and SIGTERM (what schedulers and `timeout` send) during training: the first one asks the loop to stop
+after the current batch (it then checkpoints, releases the run's lock and returns normally; the command exits
+128 + the signal's number: 130 or 143); a second goes to the handler that was there before (Python's SIGINT
+handler raises KeyboardInterrupt, SIGTERM's default ends the process)."""
 from __future__ import annotations
 
 import signal
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-class StopOnSigint:
-    """A context manager; `requested` turns True on the first SIGINT received inside it."""
+
+class StopOnSignal:
+    """A context manager; `requested` turns True on the first SIGINT or SIGTERM received inside it, and
+    `signum` says which."""
 
     def __init__(self):
-        self.requested = False
-        self._previous, self._installed = None, False
+        self.requested, self.signum = False, None
+        self._previous: dict = {}
 
-    def __enter__(self) -> StopOnSigint:
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-            self._installed = True
-        except ValueError:   # not the main thread: only the main thread may set handlers; leave them alone
-            pass
+    def __enter__(self) -> StopOnSignal:
+        for sig in SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:   # not the main thread: only the main thread may set handlers; leave them alone
+                pass
         return self
 
     def _handle(self, signum, frame) -> None:
-        self.requested = True
-        signal.signal(signal.SIGINT, self._restored())
+        self.requested, self.signum = True, signum
+        self._restore()
 
     def __exit__(self, *exc) -> None:
-        if self._installed:
-            signal.signal(signal.SIGINT, self._restored())
+        self._restore()
 
-    def _restored(self):
-        # None: the previous handler was not set from Python; Python's own is the sensible stand-in
-        return signal.default_int_handler if self._previous is None else self._previous
+    @property
+    def exit_status(self) -> int:
+        """The shell's status for the signal that stopped the run (128 + its number), or 0."""
+        return 128 + self.signum if self.signum is not None else 0
+
+    def _restore(self) -> None:
+        for sig, previous in self._previous.items():
+            # None: the previous handler was not set from Python; Python's own is the sensible stand-in
+            fallback = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+            signal.signal(sig, fallback if previous is None else previous)
+        self._previous = {}

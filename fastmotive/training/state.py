@@ -34,6 +34,7 @@ class TrainState:
     epoch_motivated_steps: int = 0
     epoch_switches: int = 0
     epoch_lr: float = math.nan          # the lr of the epoch's last step
+    wall_s: float = 0.0                 # wall time of the run as of its last checkpoint (all sessions)
 
     @property
     def position(self) -> tuple[int, int]:

@@ -32,7 +32,7 @@ from fastmotive.optim import OPTIMIZERS, create_optimizer
 from fastmotive.run import checkpoint
 from fastmotive.run.directory import RunDir
 from fastmotive.training.evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
-from fastmotive.training.interrupt import StopOnSigint
+from fastmotive.training.interrupt import StopOnSignal
 from fastmotive.training.loggers import RunLoggers
 from fastmotive.training.progress import NoProgress, open_progress
 from fastmotive.training.schedules import make_schedule
@@ -108,8 +108,9 @@ class Trainer:
         self.history = History()
         self.loggers = RunLoggers([])      # TensorBoard / W&B, opened by fit() on rank 0
         self.state = TrainState()          # global step, position (epoch, next batch), running totals
-        self._sigint = StopOnSigint()
+        self._stop = StopOnSignal()
         self._checkpointed_at: int | None = None   # step of the checkpoint on disk, when one is known
+        self._session: tuple[float, float] | None = None   # fit()'s start and the run's wall time before it
 
     def default_step(self) -> TrainStep:
         """Forward, backward and optimizer step on the named model, with this trainer's optimizers."""
@@ -126,8 +127,13 @@ class Trainer:
 
     @property
     def stop_requested(self) -> bool:
-        """Whether Ctrl-C stopped the last fit()."""
-        return self._sigint.requested
+        """Whether Ctrl-C or SIGTERM stopped the last fit()."""
+        return self._stop.requested
+
+    @property
+    def stop_status(self) -> int:
+        """128 + the signal that stopped the last fit() (130 for Ctrl-C, 143 for SIGTERM), or 0."""
+        return self._stop.exit_status
 
     # -- the loop (Algorithm 1) -----------------------------------------------------------------------
     def fit(self, train_batches, val_batches=None, resume: str | Path | None = None, *,
@@ -150,13 +156,13 @@ class Trainer:
         schedule, holdout = self._schedule(epochs, n), self._holdout_batch(train_batches, val_batches)
         self._calibration = calibration_batches or CalibrationBatches(train_batches)
         self._calibration_images = calibration_images(c.bn_calibrate, n * accum * c.batch_size)
-        t0, images_before = time.perf_counter(), self.state.images
-        self._sigint = StopOnSigint()
+        self._session = (time.perf_counter(), self.state.wall_s)   # a resumed run's wall time adds up
+        self._stop = StopOnSignal()
         self.loggers = RunLoggers.open(self.run.path, settings.record(c), tensorboard=c.log_tensorboard,
                                        wandb=c.log_wandb, resume_step=self.step) if self.run else RunLoggers([])
         progress = open_progress(bar=not c.no_progress, log_interval=c.log_interval, total=epochs * n,
                                  done=self.step) if self.dist.is_main else NoProgress()
-        with self._sigint, contextlib.closing(progress), contextlib.closing(self.loggers):
+        with self._stop, contextlib.closing(progress), contextlib.closing(self.loggers):
             for epoch in range(self.state.epoch, epochs):
                 start, stopped = self.state.batch, False
                 if start == 0 and self.condition.start_epoch(epoch, n):
@@ -184,16 +190,20 @@ class Trainer:
                         self.save_checkpoint()
                 if stopped:
                     break
-                self._end_epoch(val_batches, time.perf_counter() - t0)
+                self._end_epoch(val_batches, self._wall_s())
                 if self._should_stop():
                     break
         if self.checkpoint_path is not None:
             self.save_checkpoint()
         if self.run is not None:
             self.run.close()
-            self.run.write_metrics(self.history, wall_s=time.perf_counter() - t0,
-                                   images=self.state.images - images_before, flops=self.flops)
+            self.run.write_metrics(self.history, wall_s=self._wall_s(), images=self.state.images, flops=self.flops)
         return self.history
+
+    def _wall_s(self) -> float:
+        """Wall time of the whole run: the sessions before this one (as their last checkpoints had it) and this."""
+        start, before = self._session
+        return before + time.perf_counter() - start
 
     def _schedule(self, epochs: int, steps_per_epoch: int):
         c = self.config
@@ -204,7 +214,7 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         max_steps = self.config.max_steps
-        return self._sigint.requested or (max_steps is not None and self.step >= max_steps)
+        return self._stop.requested or (max_steps is not None and self.step >= max_steps)
 
     def _record(self, step: dict, progress) -> None:
         """One batch's record to the history, the totals, steps.csv and the bar or log line; all O(1)."""
@@ -271,6 +281,8 @@ class Trainer:
         if self.checkpoint_path is None:
             return
         self._distribute_bn()
+        if self._session is not None:   # inside fit(): the checkpoint carries the run's wall time so far
+            self.state.wall_s = self._wall_s()
         checkpoint.save_on_main(self.dist, self._checkpoint_state, self.checkpoint_path)
         self._checkpointed_at = self.step
 

@@ -24,9 +24,17 @@ Bad inputs tried and what they get (each row is a case below):
 | `map --num-classes -3`, `map resnet20`, `tune-k --folds 100000` | argparse; a single model has no map; the rarest class's count |
 | a read-only `--output` | the OS error in one line |
 | a second process in a running run's directory | "in use by another fastmotive process (PID ...)" |
+| a `.lock` of a reused PID (not fastmotive, not Python) / of another host | taken over / never: the host named |
+| `--growth-init identity` on a single model | "trains one model alone" |
+| flags that would change nothing: `--opt-eps` with `--opt sgd`, `--warmup-prefix` with cosine, `--clip-mode` without `--clip-grad`, `--dist-bn`/`--check-sync` in one process, `--hflip` with `--no-flip`, `--bn-buffers keep` on a single model, `--scale`/`--ratio` on an array dataset | "would change nothing", the flag and why |
+| `--seed -1`, `--nproc 999` on 2 cores | the flag and the allowed range (no process is started) |
+| `--initial-checkpoint RUN_DIR` (no `:base`), `RUN_DIR/last.pt`, `SINGLE_RUN:motivated` | what to give instead |
+| a run directory whose args.yaml is not YAML, a list, or lacks model_kwargs (`eval`, `export`, `--resume`) | the file and what is wrong |
+| a `last.pt` holding a pickle payload | refused, nothing run, no advice to load it anyway |
 """
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -110,6 +118,13 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--initial-checkpoint", "missing.safetensors"], "no such file"), (["--sync-bn"], "--sync-bn needs CUDA"),
     (["--grad-accum-steps", "100", "--epoch-batches", "2"], "--grad-accum-steps 100"),
     (["--arch", "resnet20", "--condition", "streak:2"], "trains one model alone"),
+    (["--arch", "resnet20", "--growth-init", "identity"], "trains one model alone"),
+    (["--opt-eps", "1e-3"], "--opt-eps: --opt sgd has no epsilon"), (["--warmup-prefix"], "--warmup-prefix"),
+    (["--clip-mode", "agc"], "--clip-mode: no --clip-grad"), (["--dist-bn", "none"], "--dist-bn: one process"),
+    (["--check-sync", "2"], "--check-sync: one process"), (["--hflip", "0.5", "--no-flip"], "--hflip: --no-flip"),
+    (["--arch", "resnet20", "--bn-buffers", "keep"], "--bn-buffers: a single model"),
+    (["--scale", "0.5", "1"], "--scale would change nothing"), (["--seed", "-1"], "--seed -1"),
+    (["--nproc", "999"], "--nproc 999: this machine has"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused
@@ -161,11 +176,26 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     from fastmotive.run.lock import RunLock
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True).stdout.strip()
-    (tmp_path / ".lock").write_text(dead)
+    (tmp_path / ".lock").write_text(dead)   # the format of older versions: the PID alone
     lock = RunLock(tmp_path).acquire()
-    assert (tmp_path / ".lock").read_text() == str(os.getpid())
+    assert (tmp_path / ".lock").read_text() == f"{socket.gethostname()} {os.getpid()}"
     lock.release()
     assert not (tmp_path / ".lock").exists()
+
+
+def test_a_lock_of_a_reused_pid_is_taken_over_and_another_hosts_never(tmp_path):
+    from fastmotive.errors import ConfigError
+    from fastmotive.run.lock import RunLock
+    other = subprocess.Popen(["sleep", "30"])   # alive, but neither fastmotive nor Python: a reused PID
+    try:
+        (tmp_path / ".lock").write_text(f"{socket.gethostname()} {other.pid}")
+        RunLock(tmp_path).acquire().release()
+    finally:
+        other.kill()
+    (tmp_path / ".lock").write_text(f"another-host {os.getpid()}")   # a shared filesystem: cannot be checked
+    with pytest.raises(ConfigError, match="on host another-host .*delete"):
+        RunLock(tmp_path).acquire()
+    assert (tmp_path / ".lock").read_text() == f"another-host {os.getpid()}"
 
 
 def test_a_full_disk_is_named(tmp_path, monkeypatch):
@@ -217,3 +247,39 @@ def test_compare_refuses_a_bad_condition_before_training(tmp_path):
     refused(fastmotive("compare", "--arch", "resnet20:resnet32", "--condition", "bogus", "--output", tmp_path),
             "condition")
     assert not any(tmp_path.iterdir())
+
+
+def test_initial_checkpoint_points_at_what_to_give(tmp_path):
+    run = tmp_path / "out" / "src"
+    assert main(["train", "--arch", "resnet20", "--epochs", "1", "--epoch-batches", "1", "--val-batches", "1",
+                 "-b", "16", "--no-progress", "--output", str(tmp_path / "out"), "--experiment", "src"]) == 0
+    for spec, needle in ((run, f"give {run}:base"), (run / "last.pt", f"give {run}:base"),
+                         (f"{run}:motivated", f"give {run}:base")):
+        out = tmp_path / f"new{len(needle)}"
+        refused(fastmotive("train", *FAST, "--arch", "resnet20", "--initial-checkpoint", spec, "--output", out),
+                needle)
+
+
+@pytest.mark.parametrize("text, needle", [("a: [1\n", "not valid YAML"), ("- 1\n", "holds no run"),
+                                          ("arch: resnet20\n", "holds no run"),
+                                          ("x: !!python/object/apply:os.system ['true']\n", "not valid YAML")])
+def test_a_broken_args_yaml_is_named_not_a_traceback(tmp_path, text, needle):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "args.yaml").write_text(text)
+    for command in (["eval", run], ["export", run], ["train", "--resume", run]):
+        refused(fastmotive(*command), str(run / "args.yaml"), needle)
+
+
+def test_a_pickle_payload_is_refused_without_advice_to_load_it(tmp_path):
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+    torch.save({"x": Payload()}, tmp_path / "last.pt")
+    from fastmotive.errors import CheckpointError
+    from fastmotive.run import checkpoint
+    with pytest.raises(CheckpointError, match="never unpickles") as err:
+        checkpoint.load(tmp_path / "last.pt")
+    assert "weights_only" not in str(err.value) and not (tmp_path / "ran").exists()

@@ -2,6 +2,8 @@
 for SGD without BatchNorm; one condition update per optimizer step), clipping (torch's clip_grad_*), the losses
 (timm's), --warmup-prefix/--warmup-lr, --opt-eps/--opt-betas, per-member --drop/--drop-path, single-model runs
 and --initial-checkpoint."""
+import json
+
 import pytest
 import timm
 import timm.loss
@@ -217,3 +219,20 @@ def test_resume_is_bitwise_with_every_augmentation_on(tmp_path):
     whole, cut = (torch.load(tmp_path / name / "last.pt", weights_only=True) for name in ("whole", "cut"))
     assert torch.equal(whole["arena"], cut["arena"])
     assert (tmp_path / "whole" / "steps.csv").read_text() == (tmp_path / "cut" / "steps.csv").read_text()
+
+
+def test_a_resume_keeps_the_recorded_logging_and_checkpointing_and_adds_up_wall_time(tmp_path):
+    from fastmotive.config.settings import TrainConfig, resume_config
+    saved = {"checkpoint_every": 3, "log_tensorboard": True, "check_sync": 0, "log_wandb": False}
+    assert resume_config(TrainConfig(), saved, set(), "run").checkpoint_every == 3
+    assert resume_config(TrainConfig(), saved, set(), "run").log_tensorboard is True
+    given = TrainConfig(checkpoint_every=5)
+    assert resume_config(given, saved, {"checkpoint_every"}, "run").checkpoint_every == 5   # given again: it wins
+    flags = ["--arch", "resnet20", "--epochs", "2", "--epoch-batches", "2", "--val-batches", "1", "-b", "16",
+             "--no-progress", "--bn-calibrate", "16", "--output", str(tmp_path), "--experiment", "r"]
+    assert main(["train", *flags, "--max-steps", "2"]) == 0
+    first = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert main(["train", "--resume", str(tmp_path / "r")]) == 0
+    whole = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert whole["epochs"] == 2 and whole["wall_s"] > first["wall_s"]   # the first session's time counts too
+    assert whole["images_per_sec"] == pytest.approx(2 * 2 * 16 / whole["wall_s"])
