@@ -14,32 +14,37 @@ CONFIGURABLE = ("train", "compare", "transfer", "tune-k")   # commands whose fla
 
 
 def cmd_train(args) -> int:
+    from fastmotive.config.combinations import check_combinations
     from fastmotive.distributed.launch import launch, launched
+    config = settings.from_namespace(args)   # checked once, here: under --nproc before any worker starts
     if args.nproc and args.nproc > 1 and not launched():   # N workers of this same command, under torchrun's agent
+        check_combinations(config)
         return launch(args.argv, args.nproc)
     from fastmotive.run.recipe import TrainRecipe
-    recipe = TrainRecipe(settings.from_namespace(args), args.explicit)
+    recipe = TrainRecipe(config, args.explicit)
     recipe.setup()
     recipe.train()
-    return 130 if recipe.interrupted else 0   # 128 + SIGINT, as compare and tune-k
+    return recipe.exit_status   # 0, or 128 + the signal that stopped it: 130 (Ctrl-C), 143 (SIGTERM)
 
 
 def cmd_export(args) -> int:
     from fastmotive.run.export import export_run
-    for path in export_run(args.run_dir, args.output, args.bn_calibrate):
+    for path in export_run(args.run_dir, args.output, args.bn_calibrate, onnx=args.onnx):
         print(path)
     return 0
 
 
 def cmd_eval(args) -> int:
     from fastmotive.run.saved import evaluate_run
-    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device)
+    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device, args.val_batches)
     episode = " (stopped inside a motivated episode: the base is the motivated model's slices)" \
         if result["stopped_in_episode"] else ""
-    print(f"{result['run']} at step {result['step']}{episode}, {result['dataset']} validation "
-          f"({result['val_size']} images); BN calibrated from {result['bn_calibration_images']} training images")
+    split = "the whole split" if result["val_images"] == result["val_size"] else \
+        f"the first {result['val_images']} of {result['val_size']} (--val-batches 0: all)"
+    print(f"{result['run']} at step {result['step']}{episode}, {result['dataset']} validation: {split}; BN "
+          f"calibrated from {result['bn_calibration_images']} training images")
     print(f"{'model':10} {'top1':>7} {'top5':>7} {'loss':>8}   {'top1 raw':>8} {'top5 raw':>8} {'loss raw':>8}")
-    for m in ("base", "motivated"):
+    for m in result["models"]:
         print(f"{m:10} {result[m + '_top1']:7.2f} {result[m + '_top5']:7.2f} {result[m + '_eval_loss']:8.4f}   "
               f"{result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} {result[m + '_eval_loss_raw']:8.4f}")
     print(f"wrote {args.run_dir}/eval.json")
@@ -54,7 +59,10 @@ def _positive(text: str) -> int:
 
 
 def _images(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an image count (an integer >= 0)") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value} is not an image count >= 0")
     return value
@@ -102,9 +110,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     parser = argparse.ArgumentParser(prog="fastmotive", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     commands = {"train": _train_parser(sub)}
-    p = commands["export"] = sub.add_parser("export", help="write base.safetensors and motivated.safetensors")
+    p = commands["export"] = sub.add_parser("export", help="write export/base/ and export/motivated/: timm hub "
+                                            "folders (config.json, model.safetensors, README.md model card)")
     p.add_argument("run_dir")
-    p.add_argument("--output", default=None, help="default: RUN_DIR/export")
+    p.add_argument("--output", default=None, help="default: RUN_DIR/export (never inside another run)")
+    p.add_argument("--onnx", action="store_true",
+                   help="also write model.onnx per model, checked against PyTorch with onnxruntime (onnx.json)")
     p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
                    help="calibrate BN statistics from this many training images (default: the run's setting; 0: "
                         "the checkpoint's raw statistics)")
@@ -114,6 +125,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
                    help="training images for calibration (default: the run's setting)")
     p.add_argument("--device", default=None, help="default: the run's device setting, else cuda if available")
+    p.add_argument("--val-batches", type=_images, default=None, metavar="N",
+                   help="the first N validation batches (default: the run's --val-batches; 0: the whole split)")
     p.set_defaults(func=cmd_eval)
     p = commands["map"] = sub.add_parser("map", help="print the weights map of an arch spec")
     p.add_argument("arch")
@@ -154,17 +167,25 @@ def main(argv=None) -> int:
     except SystemExit as exc:   # argparse has printed its error or the help
         return exc.code if isinstance(exc.code, int) else 2
     except FastmotiveError as exc:
-        print(f"fastmotive {argv[0] if argv else ''}: error: {exc}", file=sys.stderr)
+        print(f"fastmotive {argv[0] if argv else ''}: error: {_bounded(exc)}", file=sys.stderr)
         return 2
     try:
         return args.func(args)
     except FastmotiveError as exc:
-        print(f"fastmotive {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fastmotive {args.command}: error: {_bounded(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:   # expected ones: missing, read-only, full disk, name too long; the file is named
         print(f"fastmotive {args.command}: error: {exc.strerror or exc}"
               f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
         return 2
+
+
+MAX_ERROR = 2000   # characters: a message quoting a huge value (a YAML alias bomb) stays one readable line
+
+
+def _bounded(exc: Exception) -> str:
+    text = " ".join(str(exc).split("\n"))
+    return text if len(text) <= MAX_ERROR else f"{text[:MAX_ERROR]}... ({len(text) - MAX_ERROR} more characters)"
 
 
 if __name__ == "__main__":

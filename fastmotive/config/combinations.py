@@ -30,6 +30,8 @@ def check_effective(config, explicit, *, single_model: bool, world_size: int) ->
                                                     "(only the step schedule counts from the warmup's end)",
         "clip_mode": config.clip_grad is None and "no --clip-grad is given",
         "hflip": config.no_flip and "--no-flip turns flipping off",
+        "data_dir": config.dataset in (None, "digits") and "the default dataset, digits, ships with scikit-learn "
+                    "and reads no files: give --dataset folder for an image folder, or cifar10, mnist, ...",
         "bn_buffers": single_model and "a single model has no switch to move statistics across",
         "dist_bn": world_size == 1 and "one process has no other statistics to reduce (--nproc, torchrun)",
         "check_sync": world_size == 1 and "one process has no other weights to compare (--nproc, torchrun)",

@@ -56,20 +56,24 @@ def open_run(run_dir, device=None) -> SavedRun:
     return SavedRun(path, config, saved["model_kwargs"], pair, state["step"], in_episode)
 
 
-def evaluate_run(run_dir, images: int | None = None, device=None) -> dict:
-    """Both models of a saved run on its validation split, raw and calibrated from `images` training images
-    (default: the run's --bn-calibrate); written to the run directory's eval.json as well."""
+def evaluate_run(run_dir, images: int | None = None, device=None, val_batches: int | None = None) -> dict:
+    """The models of a saved run on its validation split, raw and calibrated from `images` training images
+    (default: the run's --bn-calibrate); written to the run directory's eval.json as well. `val_batches`:
+    the first N validation batches (default: the run's --val-batches budget; 0: the whole split);
+    ``val_images`` says how many images that was."""
     import json
 
     from fastmotive.training.evaluation import evaluate_pair
     run = open_run(run_dir, device)
     train, val, info = run.open_data()
     calibration, images = run.calibration(train, info, images)
-    if run.config.val_batches:
+    budget = run.config.val_batches if val_batches is None else val_batches
+    if budget:
         from fastmotive.data import FirstBatches
-        val = FirstBatches(val, run.config.val_batches)
+        val = FirstBatches(val, budget)
     result = {"run": str(run.path), "step": run.step, "stopped_in_episode": run.stopped_in_episode,
               "dataset": info.name, "val_size": info.val_size,
+              "val_images": min(info.val_size, len(val) * run.config.batch_size), "models": list(run.pair.members),
               **evaluate_pair(run.pair, val, calibration, images)}
     (run.path / "eval.json").write_text(json.dumps(result, indent=1))
     return result

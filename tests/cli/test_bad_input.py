@@ -26,7 +26,7 @@ Bad inputs tried and what they get (each row is a case below):
 | a second process in a running run's directory | "in use by another fastmotive process (PID ...)" |
 | a `.lock` of a reused PID (not fastmotive, not Python) / of another host | taken over / never: the host named |
 | `--growth-init identity` on a single model | "trains one model alone" |
-| flags that would change nothing: `--opt-eps` with `--opt sgd`, `--warmup-prefix` with cosine, `--clip-mode` without `--clip-grad`, `--dist-bn`/`--check-sync` in one process, `--hflip` with `--no-flip`, `--bn-buffers keep` on a single model, `--scale`/`--ratio` on an array dataset | "would change nothing", the flag and why |
+| flags that would change nothing: `--opt-eps` with `--opt sgd`, `--warmup-prefix` with cosine, `--clip-mode` without `--clip-grad`, `--dist-bn`/`--check-sync` in one process, `--hflip` with `--no-flip`, `--bn-buffers keep` on a single model, `--data-dir` without `--dataset`, `--scale`/`--ratio` on an array dataset | "would change nothing", the flag and why |
 | `--seed -1`, `--nproc 999` on 2 cores | the flag and the allowed range (no process is started) |
 | `--initial-checkpoint RUN_DIR` (no `:base`), `RUN_DIR/last.pt`, `SINGLE_RUN:motivated` | what to give instead |
 | a run directory whose args.yaml is not YAML, a list, or lacks model_kwargs (`eval`, `export`, `--resume`) | the file and what is wrong |
@@ -124,7 +124,7 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--check-sync", "2"], "--check-sync: one process"), (["--hflip", "0.5", "--no-flip"], "--hflip: --no-flip"),
     (["--arch", "resnet20", "--bn-buffers", "keep"], "--bn-buffers: a single model"),
     (["--scale", "0.5", "1"], "--scale would change nothing"), (["--seed", "-1"], "--seed -1"),
-    (["--nproc", "999"], "--nproc 999: this machine has"),
+    (["--nproc", "999"], "--nproc 999: this machine has"), (["--data-dir", "somewhere"], "--dataset folder"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused

@@ -92,7 +92,7 @@ def test_export_reproduces_the_trainers_logits(tmp_path, arch):
     fastmotive("train", *FAST, "--arch", arch, "--max-steps", "3", "--condition", "streak:1", "--output", tmp_path,
                "--experiment", "e")
     out = fastmotive("export", tmp_path / "e", "--bn-calibrate", "0").stdout   # the checkpoint's own statistics
-    assert "base.safetensors" in out and "motivated.safetensors" in out
+    assert "base/model.safetensors" in out and "motivated/model.safetensors" in out
     x = torch.randn(4, 3, 32, 32)
     for which in ("base", "motivated"):
         model = load_exported(tmp_path / "e" / "export", which).eval()
@@ -119,7 +119,8 @@ def test_map_command_prints_the_plan():
     assert "runs" in out and "last-to-last" in out
 
 
-def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
+@pytest.mark.parametrize("sig, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_and_sigterm_checkpoint_and_exit_cleanly(tmp_path, sig, status):
     proc = subprocess.Popen([sys.executable, "-m", "fastmotive.cli.main", "train", *map(str, FAST), "--epochs", "3",
                              "--output", tmp_path, "--experiment", "i"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -127,9 +128,21 @@ def test_ctrl_c_checkpoints_and_exits_cleanly(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not (steps.exists() and len(steps.read_text().splitlines()) > 5):
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, err   # 128 + SIGINT, after the checkpoint
-    assert "interrupted" in out and "--resume" in out
+    assert proc.returncode == status, err   # 128 + the signal, after the checkpoint
+    assert "stopped by" in out and "--resume" in out and "done" not in out
+    assert not (tmp_path / "i" / ".lock").exists()   # released: the run resumes at once
     state = torch.load(tmp_path / "i" / "last.pt", weights_only=True)
     assert state["step"] == len((tmp_path / "i" / "steps.csv").read_text().splitlines()) - 1 < 66
+
+
+def test_eval_of_a_single_model_run_says_what_it_evaluated(tmp_path):
+    fastmotive("train", "--arch", "resnet20", "--epochs", "1", "--epoch-batches", "2", "--val-batches", "1",
+               "-b", "16", "--no-progress", "--bn-calibrate", "16", "--output", tmp_path, "--experiment", "s")
+    budget = fastmotive("eval", tmp_path / "s")
+    assert "the first 16 of 360" in budget.stdout and "motivated" not in budget.stdout, budget.stdout
+    whole = fastmotive("eval", tmp_path / "s", "--val-batches", "0")
+    assert "the whole split" in whole.stdout
+    saved = json.loads((tmp_path / "s" / "eval.json").read_text())
+    assert saved["val_images"] == saved["val_size"] == 360 and saved["models"] == ["base"]

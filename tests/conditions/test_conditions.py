@@ -5,19 +5,8 @@ import random
 
 import pytest
 
-from fastmotive.conditions import (
-    CONDITIONS,
-    Always,
-    EmaStreak,
-    GradNormRise,
-    LossStreak,
-    Never,
-    RandomActivation,
-    RandomMatched,
-    Signal,
-    ValLossStreak,
-    parse_condition,
-)
+from fastmotive.conditions import (CONDITIONS, Always, EmaStreak, GradNormRise, LossStreak, Never,
+                                   RandomActivation, RandomMatched, Signal, ValLossStreak, parse_condition)
 
 
 def run(condition, epochs: list[list[dict]], first_epoch: int = 0) -> list[list[bool]]:

@@ -13,17 +13,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from fastmotive.config.settings import TrainConfig, replace
-from fastmotive.data import (
-    BatchAugment,
-    DaliLoader,
-    TensorLoader,
-    TorchLoader,
-    TrainAugment,
-    build_loaders,
-    dali_available,
-    loader_options,
-    parse_policy,
-)
+from fastmotive.data import (BatchAugment, DaliLoader, TensorLoader, TorchLoader, TrainAugment, build_loaders,
+                             dali_available, loader_options, parse_policy)
 from fastmotive.data.augment import image_ops as ops
 from fastmotive.data.augment.levels import TIMM_LEVELS, TORCHVISION_LEVELS, op_argument
 from fastmotive.data.augment.random_erasing import MAX_AREA, MIN_AREA, draw_boxes

@@ -2,6 +2,8 @@
 numpy reference of the augmentation, the same label multiset each epoch, a deterministic order per
 (seed, epoch), correct shapes/dtype/normalization, and resumes at a batch with the same remaining batches.
 DALI runs as a CPU-only pipeline here (as in CI); its tests skip where DALI does not import."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -175,7 +177,7 @@ def pil_val_reference(files, size):
     for f in files:
         im = Image.open(f).convert("RGB")
         w, h = im.size
-        short = round(size / 0.875)
+        short = math.floor(size / 0.875)   # timm's resize for crop_pct 0.875
         im = im.resize((max(short, round(w * short / h)), max(short, round(h * short / w))), Image.BILINEAR)
         left, top = (im.size[0] - size + 1) // 2, (im.size[1] - size + 1) // 2
         x = np.asarray(im.crop((left, top, left + size, top + size)), np.float32).transpose(2, 0, 1) / 255

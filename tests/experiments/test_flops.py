@@ -9,15 +9,8 @@ from torch import nn
 
 import fastmotive as fm
 from fastmotive.families.cifar_resnet import cifar_resnet
-from fastmotive.flops import (
-    FlopCount,
-    acc_f_ratio,
-    acc_per_flops,
-    average_train_flops,
-    model_flops,
-    pair_flops,
-    run_flops,
-)
+from fastmotive.flops import (FlopCount, acc_f_ratio, acc_per_flops, average_train_flops, model_flops,
+                              pair_flops, run_flops)
 
 
 class Known(nn.Module):

@@ -178,8 +178,8 @@ def tiny_run(tmp_path, name, *flags):
 def test_initial_checkpoint_round_trip(tmp_path):
     run = tiny_run(tmp_path, "source")
     assert main(["export", str(run)]) == 0
-    exported = load_file(run / "export" / "base.safetensors")
-    arch = settings.replace(config(arch="resnet20"), initial_checkpoint=str(run / "export" / "base.safetensors"))
+    exported = load_file(run / "export" / "base" / "model.safetensors")
+    arch = settings.replace(config(arch="resnet20"), initial_checkpoint=str(run / "export" / "base" / "model.safetensors"))
     pair = build_pair(arch, {"num_classes": 10, "img_size": 32}, "cpu")
     assert load_initial_weights(pair, arch.initial_checkpoint) == []
     for name, tensor in pair.base.state_dict().items():

@@ -133,8 +133,8 @@ def test_a_checkpoint_inside_an_episode_exports_the_trained_base(tmp_path):
     assert state["active"] == "motivated"
     fastmotive("export", run, "--bn-calibrate", "0")
     assert json.loads((run / "export" / "config.json").read_text())["stopped_in_episode"]
-    base = load_file(run / "export" / "base.safetensors")
-    motivated = load_file(run / "export" / "motivated.safetensors")
+    base = load_file(run / "export" / "base" / "model.safetensors")
+    motivated = load_file(run / "export" / "motivated" / "model.safetensors")
     pair = resnet_pair()
     changed = 0
     for entry in pair.weights_map.entries:   # by hand: the motivated tensor's leading slices

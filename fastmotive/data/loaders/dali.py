@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from fastmotive.data.datasets.readers import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
-from fastmotive.data.loaders.epoch_plan import (PAD, RRC_RATIO, RRC_SCALE, VAL_CROP_PCT, Sampling,
-                                                flip_probability)
+from fastmotive.data.loaders.epoch_plan import (PAD, RRC_RATIO, RRC_SCALE, Sampling, flip_probability,
+                                                val_resize)
 from fastmotive.data.loaders.protocol import EpochLoader, check_start
 from fastmotive.data.resize import resize_batch
 
@@ -167,7 +167,7 @@ class DaliLoader(EpochLoader):
                     enc, labels = fn.external_source(source=source, num_outputs=2, batch=True,
                                                      dtype=[types.UINT8, types.INT64])
                     img = fn.decoders.image(enc, device=decode_device, output_type=types.RGB)
-                    img = fn.resize(img, resize_shorter=round(s / VAL_CROP_PCT))
+                    img = fn.resize(img, resize_shorter=val_resize(s))
                     x = fn.crop_mirror_normalize(img, crop=(s, s), mean=self._mean, std=self._std,
                                                  dtype=types.FLOAT, output_layout="CHW")
             else:

@@ -24,8 +24,8 @@ from torchvision.transforms.v2 import functional as F
 
 from fastmotive.data.augment.policy import parse_policy
 from fastmotive.data.datasets.readers import DAMAGED_INSIDE, ArraySplit, DataError, FileSplit
-from fastmotive.data.loaders.epoch_plan import (PAD, RRC_RATIO, RRC_SCALE, VAL_CROP_PCT, Sampling,
-                                                flip_probability)
+from fastmotive.data.loaders.epoch_plan import (PAD, RRC_RATIO, RRC_SCALE, Sampling, flip_probability,
+                                                val_resize)
 from fastmotive.data.loaders.protocol import EpochLoader, check_start
 from fastmotive.data.resize import resize_batch
 from fastmotive.data.rng import WORKER_AUGMENT, derive_seed, global_rngs_seeded, sample_seeds
@@ -108,7 +108,7 @@ class _FileSamples(_Samples):
             if self.augment is not None:
                 im = self._auto_augment(im, seed)
         else:
-            short = round(s / VAL_CROP_PCT)
+            short = val_resize(s)
             im = im.resize((max(short, round(w * short / h)), max(short, round(h * short / w))), Image.BILINEAR)
             left, top = (im.size[0] - s + 1) // 2, (im.size[1] - s + 1) // 2  # half up, as DALI's crop_pos 0.5
             im = im.crop((left, top, left + s, top + s))

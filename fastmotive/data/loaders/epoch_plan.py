@@ -33,6 +33,12 @@ RRC_RATIO = (3 / 4, 4 / 3)         # random-resized crop: aspect ratio (width / 
 VAL_CROP_PCT = 0.875               # validation of folders: centre crop of size / 0.875 (timm crop_pct)
 
 
+def val_resize(size: int) -> int:
+    """The shorter side a validation image is resized to before its centre crop of `size`: timm's
+    ``floor(size / crop_pct)`` (36 for 32 px, 256 for 224)."""
+    return math.floor(size / VAL_CROP_PCT)
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """One epoch: ``index`` [n] samples in batch order; per sample ``dx``/``dy`` shifts of the crop window

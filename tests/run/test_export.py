@@ -1,0 +1,188 @@
+"""`fastmotive export`: per-model timm hub folders, the model card, ONNX, the earlier layout, refusals."""
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+import fastmotive as fm
+from fastmotive.cli.main import main
+from fastmotive.data import FirstBatches
+from fastmotive.data.datasets.readers import read_dataset
+from fastmotive.errors import ConfigError
+from fastmotive.run.export import export_run, load_exported
+from fastmotive.run.model_card import card_figures
+from fastmotive.run.saved import open_run
+from fastmotive.training.evaluation import evaluate
+
+TINY = ["--epochs", "1", "--epoch-batches", "2", "--val-batches", "2", "-b", "16", "--no-progress",
+        "--head-init", "default", "--condition", "streak:1"]   # default heads: no all-equal logits, no ties
+
+# timm alone (no fastmotive): the hub folder through timm's own pipeline on the stored validation images
+TIMM_EVAL = textwrap.dedent("""
+    import json, sys
+    import numpy as np, timm, torch
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+    folder, images = sys.argv[1], np.load(sys.argv[2])
+    model = timm.create_model("local-dir:" + folder, pretrained=True).eval()
+    transform = create_transform(**resolve_data_config({}, model=model))
+    x = torch.stack([transform(Image.fromarray(a).convert("RGB")) for a in images["x"]])
+    with torch.no_grad():
+        logits = torch.cat([model(x[i:i + 16]) for i in range(0, len(x), 16)])
+    top1 = (logits.topk(5, dim=1).indices[:, 0] == torch.from_numpy(images["y"])).float().mean().item() * 100
+    print(json.dumps({"top1": top1, "fastmotive_imported": any(m.startswith("fastmotive") for m in sys.modules)}))
+""")
+
+
+def _train(tmp, name, arch, *extra):
+    assert main(["train", "--arch", arch, *TINY, *extra, "--output", str(tmp), "--experiment", name]) == 0
+    return tmp / name
+
+
+@pytest.fixture(scope="module")
+def eff_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    run = _train(tmp_path_factory.mktemp("eff"), "e", "efficientnet_b0:b1", "--img-size", "32")
+    assert main(["export", str(run)]) == 0
+    return run
+
+
+@pytest.fixture(scope="module")
+def resnet_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    run = _train(tmp_path_factory.mktemp("res"), "r", "resnet20:resnet32")
+    assert main(["export", str(run), "--onnx"]) == 0
+    return run
+
+
+def _validation_images(run, tmp_path):
+    """The images the run evaluated (its --val-batches budget of the stored validation split), HWC uint8."""
+    config = open_run(run).config
+    val = read_dataset(config.dataset).val
+    n = config.val_batches * config.batch_size
+    x = val.images[:n]
+    x = np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x
+    path = tmp_path / "val.npz"
+    np.savez(path, x=x.transpose(0, 2, 3, 1), y=val.labels[:n])
+    return path
+
+
+def test_timm_loads_the_folder_and_its_pipeline_reproduces_the_reported_top1(eff_run, tmp_path):
+    metrics = json.loads((eff_run / "metrics.json").read_text())
+    images = _validation_images(eff_run, tmp_path)
+    script = tmp_path / "timm_eval.py"
+    script.write_text(TIMM_EVAL)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for which in ("base", "motivated"):
+        folder = eff_run / "export" / which
+        config = json.loads((folder / "config.json").read_text())
+        assert config["architecture"] == f"efficientnet_b{0 if which == 'base' else 1}"
+        assert config["pretrained_cfg"]["input_size"] == [3, 32, 32]
+        proc = subprocess.run([sys.executable, str(script), str(folder), str(images)], capture_output=True,
+                              text=True, env=env, cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert not result["fastmotive_imported"]
+        assert result["top1"] == pytest.approx(metrics[f"{which}_top1"], abs=1e-9)
+        for name in ("model.safetensors", "config.json", "README.md"):
+            assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644
+
+
+def test_the_model_card_states_the_runs_figures(eff_run):
+    metrics = json.loads((eff_run / "metrics.json").read_text())
+    for which in ("base", "motivated"):
+        card = (eff_run / "export" / which / "README.md").read_text()
+        _, meta, body = card.split("---\n", 2)
+        meta = yaml.safe_load(meta)
+        assert meta["library_name"] == "timm" and "motivation-aware-training" in meta["tags"]
+        assert meta["datasets"] == ["digits"]
+        values = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+        figures = card_figures(metrics, which, metrics["bn_calibration_images"])
+        assert values == {"top-1 accuracy": metrics[f"{which}_top1"], "top-5 accuracy": metrics[f"{which}_top5"]}
+        assert figures["top1"] == metrics[f"{which}_top1"]
+        for key in (f"{which}_top1", f"{which}_top5", f"{which}_top1_raw", f"{which}_top5_raw"):
+            assert f"{metrics[key]:.2f}" in body
+        assert f"calibrated from {metrics['bn_calibration_images']} training images" in body
+        assert f"{metrics[f'{which}_flops']:,} FLOPs per image" in body
+        assert f"{100 * metrics['motivated_fraction']:.2f} % of {metrics['steps']} steps" in body
+        assert f"{metrics['switches']} switches" in body and f"{metrics['images_per_sec']:.1f} images/s" in body
+        args = yaml.safe_load((eff_run / "args.yaml").read_text())
+        assert f"`{args['git_commit']}`" in body
+        assert "| `img_size` | `32` | `None` |" in body and "| `batch_size` | `16` | `32` |" in body
+        partner = "efficientnet_b1" if which == "base" else "efficientnet_b0"
+        assert f"`{partner}`" in body and 'upload_folder(repo_id="ORG/NAME"' in body
+
+
+def test_cifar_resnet_loads_through_fastmotive_and_onnx_agrees(resnet_run):
+    import timm
+    metrics = json.loads((resnet_run / "metrics.json").read_text())
+    run = open_run(resnet_run)
+    _, val, _ = run.open_data()
+    val = FirstBatches(val, run.config.val_batches)
+    for which in ("base", "motivated"):
+        folder = resnet_run / "export" / which
+        model = load_exported(folder).eval()
+        assert type(model).__module__.startswith("fastmotive")
+        assert evaluate(model, val)[1] == metrics[f"{which}_top1"]
+        config = json.loads((folder / "config.json").read_text())
+        assert not config["fastmotive"]["timm_loadable"]
+        assert "library_name: pytorch" in (folder / "README.md").read_text()
+        with pytest.raises(RuntimeError, match="resnet"):
+            timm.create_model(f"local-dir:{folder}", pretrained=True)
+        report = json.loads((folder / "onnx.json").read_text())
+        assert report["validation_images"] == 32 and report["top1_agreement"] == 100.0
+        assert report["max_abs_logit_diff"] < 1e-3 and report["top1_onnxruntime"] == report["top1_torch"]
+        assert config["fastmotive"]["onnx"] == report
+        assert stat.S_IMODE((folder / "model.onnx").stat().st_mode) == 0o644
+        import onnxruntime
+        session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        x = torch.randn(3, 3, 32, 32)   # another batch size: the batch dimension is dynamic
+        with torch.no_grad():
+            ref = model(x)
+        assert torch.allclose(torch.from_numpy(session.run(None, {"input": x.numpy()})[0]), ref, atol=1e-3)
+
+
+def test_the_earlier_layout_still_loads(tmp_path):
+    from safetensors.torch import save_file
+    torch.manual_seed(0)
+    kwargs = {"num_classes": 10, "img_size": 32}
+    pair = fm.MotivatedPair.from_arch("resnet20:resnet32", **kwargs)
+    config = {"arch": "resnet20:resnet32", "family": pair.family.name, "run": "somewhere", "step": 0,
+              "stopped_in_episode": False, "bn_calibration": {"images": 0}}
+    for which, name in zip(pair.members, pair.names):   # as export_run wrote before per-model folders
+        save_file({k: v.contiguous().clone() for k, v in pair.model(which).state_dict().items()},
+                  tmp_path / f"{which}.safetensors")
+        config[which] = {"model": name, "file": f"{which}.safetensors", "kwargs": kwargs}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    x = torch.randn(2, 3, 32, 32)
+    for which in ("base", "motivated"):
+        with torch.no_grad():
+            assert torch.equal(load_exported(tmp_path, which).eval()(x), pair.model(which).eval()(x))
+    assert type(load_exported(tmp_path)) is type(pair.base)   # which defaults to base
+
+
+def test_export_refuses_another_runs_directory_and_export(resnet_run, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(resnet_run, other, ignore=shutil.ignore_patterns("export"))   # another run, same content
+    with pytest.raises(ConfigError, match=f"{other}.* another run's directory"):
+        export_run(resnet_run, other / "sub" / "x", bn_calibrate=0)
+    assert main(["export", str(resnet_run), "--output", str(other), "--bn-calibrate", "0"]) == 2
+    assert f"{other} is another run's directory" in capsys.readouterr().err
+    shared = tmp_path / "shared"
+    export_run(other, shared, bn_calibrate=0)
+    with pytest.raises(ConfigError, match="holds the export of another run"):
+        export_run(resnet_run, shared, bn_calibrate=0)
+    export_run(other, shared, bn_calibrate=0)   # the same run again: fine
+    for which in ("base", "motivated"):
+        assert not (shared / which / "model.onnx").exists()   # no --onnx this time
+        assert load_exported(shared, which) is not None
+    with pytest.raises(ValueError, match="unknown model"):
+        load_exported(shared, "large")
