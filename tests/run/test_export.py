@@ -186,3 +186,61 @@ def test_export_refuses_another_runs_directory_and_export(resnet_run, tmp_path, 
         assert load_exported(shared, which) is not None
     with pytest.raises(ValueError, match="unknown model"):
         load_exported(shared, "large")
+
+
+def test_a_vit_trained_at_32_px_loads_at_32_px_through_timm_alone(tmp_path):
+    """model_args carry the ViT's img_size: timm builds it at 32 px (no silent resampling of pos_embed to
+    14x14), and timm's own pipeline reproduces the run's figure."""
+    torch.set_num_threads(1)
+    run = _train(tmp_path, "v", "vit_tiny_patch16_224:vit_small_patch16_224")
+    assert main(["export", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    images = _validation_images(run, tmp_path)
+    script = tmp_path / "timm_eval.py"
+    script.write_text(TIMM_EVAL)
+    for which in ("base", "motivated"):
+        folder = run / "export" / which
+        assert json.loads((folder / "config.json").read_text())["model_args"]["img_size"] == 32
+        proc = subprocess.run([sys.executable, str(script), str(folder), str(images)], capture_output=True,
+                              text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1])["top1"] == pytest.approx(metrics[f"{which}_top1"])
+
+
+TIMM_FOLDER_EVAL = textwrap.dedent("""
+    import json, sys
+    from pathlib import Path
+    import timm, torch
+    from PIL import Image
+    from timm.data import create_transform, resolve_data_config
+    folder, val = sys.argv[1], Path(sys.argv[2])
+    model = timm.create_model("local-dir:" + folder, pretrained=True).eval()
+    transform = create_transform(**resolve_data_config({}, model=model))
+    classes = sorted(p.name for p in val.iterdir())
+    files = [(f, classes.index(f.parent.name)) for f in sorted(val.glob("*/*"))]
+    x = torch.stack([transform(Image.open(f).convert("RGB")) for f, _ in files])
+    with torch.no_grad():
+        top = model(x).argmax(1)
+    print(json.dumps({"top1": (top == torch.tensor([y for _, y in files])).float().mean().item() * 100}))
+""")
+
+
+def test_an_image_folder_run_is_preprocessed_by_timm_as_fastmotive_evaluated_it(tmp_path):
+    """Folders: timm's resize of the shorter side (floor(S / 0.875)) and centre crop, the run's mean and std."""
+    from fastmotive.testing import write_image_folder
+    torch.set_num_threads(1)
+    data = write_image_folder(tmp_path / "data", classes=3, per_class=8, val_per_class=6, size=(72, 60))
+    run = _train(tmp_path, "f", "efficientnet_b0:b1", "--dataset", "folder", "--data-dir", str(data),
+                 "--img-size", "32", "--loader", "torch", "-j", "0", "--val-batches", "9")
+    assert main(["export", str(run)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    script = tmp_path / "timm_folder_eval.py"
+    script.write_text(TIMM_FOLDER_EVAL)
+    for which in ("base", "motivated"):
+        folder = run / "export" / which
+        assert json.loads((folder / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 0.875
+        proc = subprocess.run([sys.executable, str(script), str(folder), str(data / "val")], capture_output=True,
+                              text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=tmp_path, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        top1 = json.loads(proc.stdout.strip().splitlines()[-1])["top1"]
+        assert abs(top1 - metrics[f"{which}_top1"]) <= 100 / 18 + 1e-9   # at most one of 18 images differs
