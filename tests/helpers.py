@@ -1,4 +1,7 @@
-"""Small pairs and step functions shared by the trainer, compile and recipe tests."""
+"""Small pairs and step functions shared by the trainer, compile and recipe tests; the benchmarks as modules."""
+import importlib.util
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,3 +40,13 @@ class Scripted:
     def __call__(self, model, images, labels, lr, step):
         self.ran.append(model)
         return StepResult(next(self.losses))
+
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as a module (the benchmarks folder is no package), to call its main() in a test."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

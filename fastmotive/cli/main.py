@@ -8,7 +8,7 @@ import sys
 from fastmotive.cli.experiments import add_compare_parser, add_transfer_parser, add_tune_k_parser
 from fastmotive.config import settings
 from fastmotive.config.recipes import list_recipes, resolve_config
-from fastmotive.errors import FastmotiveError
+from fastmotive.errors import ConfigError, FastmotiveError
 
 CONFIGURABLE = ("train", "compare", "transfer", "tune-k")   # commands whose flags a -c YAML file or recipe may set
 
@@ -144,9 +144,43 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     return parser, commands
 
 
+# timm's train.py flags: the same meaning under fastmotive's name (rewritten), or what to use instead (refused)
+TIMM_ALIASES = {"--model": "--arch"}
+TIMM_INSTEAD = {
+    "--val-split": "--dataset folder reads DIR/val (or DIR/validation); the array datasets have their own split",
+    "--crop-pct": "validation centre-crops at timm's default 0.875 (image folders); not a setting here",
+    "--color-jitter": "not supported: use --aa (RandAugment/AutoAugment) for colour augmentation",
+    "--sched-on-updates": "not needed: the schedule already moves every optimizer step",
+    "--model-ema": "not supported",
+    "--pretrained": "--initial-checkpoint FILE (an exported .safetensors) or RUN_DIR:base",
+}
+
+
+def timm_flags(argv: list[str]) -> list[str]:
+    """`argv` with timm's names for fastmotive's flags rewritten (``--model X`` is ``--arch X``, ``--input-size 3
+    S S`` is ``--img-size S``); a timm flag fastmotive does not have is refused with what to use instead."""
+    out, i = [], 0
+    while i < len(argv):
+        flag, _, value = argv[i].partition("=")
+        if flag in TIMM_INSTEAD:
+            raise ConfigError(f"{flag} is timm's: {TIMM_INSTEAD[flag]}")
+        if flag == "--input-size":
+            sizes = [value] if value else argv[i + 1: i + 4]
+            if len(sizes) != 3 or len(set(sizes[1:])) != 1:
+                raise ConfigError(f"--input-size {' '.join(sizes)}: give C H W with H == W, or --img-size S")
+            out += ["--img-size", sizes[2]]
+            i += 1 if value else 4
+            continue
+        out.append(TIMM_ALIASES.get(flag, flag) + (f"={value}" if value else "") if flag in TIMM_ALIASES
+                   else argv[i])
+        i += 1
+    return out
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     """Flags override the YAML config (-c FILE, or -c NAME for a shipped recipe), which overrides the built-in
-    defaults (timm's convention)."""
+    defaults (timm's convention). timm's spellings are taken (`timm_flags`)."""
+    argv = [argv[0], *timm_flags(argv[1:])] if argv and argv[0] in CONFIGURABLE else argv
     parser, commands = build_parser()
     command = argv[0] if argv else None
     if command in CONFIGURABLE:

@@ -27,6 +27,7 @@ Bad inputs tried and what they get (each row is a case below):
 | a `.lock` of a reused PID (not fastmotive, not Python) / of another host | taken over / never: the host named |
 | `--growth-init identity` on a single model | "trains one model alone" |
 | flags that would change nothing: `--opt-eps` with `--opt sgd`, `--warmup-prefix` with cosine, `--clip-mode` without `--clip-grad`, `--dist-bn`/`--check-sync` in one process, `--hflip` with `--no-flip`, `--bn-buffers keep` on a single model, `--data-dir` without `--dataset`, `--scale`/`--ratio` on an array dataset | "would change nothing", the flag and why |
+| timm's `--crop-pct`, `--val-split`, `--color-jitter`, `--sched-on-updates`, `--model-ema`, `--pretrained`; `--input-size 3 32 48` | what to use instead (`--model` and a square `--input-size` are taken as `--arch` and `--img-size`) |
 | `--seed -1`, `--nproc 999` on 2 cores | the flag and the allowed range (no process is started) |
 | `--initial-checkpoint RUN_DIR` (no `:base`), `RUN_DIR/last.pt`, `SINGLE_RUN:motivated` | what to give instead |
 | a run directory whose args.yaml is not YAML, a list, or lacks model_kwargs (`eval`, `export`, `--resume`) | the file and what is wrong |
@@ -125,6 +126,8 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--arch", "resnet20", "--bn-buffers", "keep"], "--bn-buffers: a single model"),
     (["--scale", "0.5", "1"], "--scale would change nothing"), (["--seed", "-1"], "--seed -1"),
     (["--nproc", "999"], "--nproc 999: this machine has"), (["--data-dir", "somewhere"], "--dataset folder"),
+    (["--crop-pct", "0.9"], "--crop-pct is timm's"), (["--pretrained"], "--initial-checkpoint"),
+    (["--input-size", "3", "32", "48"], "H == W"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused
@@ -283,3 +286,10 @@ def test_a_pickle_payload_is_refused_without_advice_to_load_it(tmp_path):
     with pytest.raises(CheckpointError, match="never unpickles") as err:
         checkpoint.load(tmp_path / "last.pt")
     assert "weights_only" not in str(err.value) and not (tmp_path / "ran").exists()
+
+
+def test_timm_spellings_are_taken_where_they_mean_the_same():
+    from fastmotive.cli.main import parse
+    args = parse(["train", "--model", "resnet20", "--input-size", "3", "40", "40"])
+    assert (args.arch, args.img_size) == ("resnet20", 40) and {"arch", "img_size"} <= set(args.explicit)
+    assert parse(["train", "--model=resnet32"]).arch == "resnet32"

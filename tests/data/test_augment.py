@@ -451,14 +451,10 @@ def test_cuda_augmentation(split):
 
 
 def test_benchmark_script_runs(tmp_path):
-    import importlib.util
     import json
-    from pathlib import Path
 
-    path = Path(__file__).parents[2] / "benchmarks" / "augment_loaders.py"
-    spec = importlib.util.spec_from_file_location("bench_augment_loaders", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from tests.helpers import load_benchmark
+    bench = load_benchmark("augment_loaders")
     out = tmp_path / "r.json"
     bench.main(["--json", str(out), "--pipelines", "tensor,torch,timm", "--sizes", "32", "--images-32", "64",
                 "--repeats", "1", "--workers", "0", "--batch-size", "16"])

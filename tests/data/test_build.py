@@ -1,7 +1,5 @@
 """`build_loaders`, the trainer's one way in: options, defaults, the `auto` choice and its errors."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -111,10 +109,8 @@ def test_cuda_batches(loader, tmp_path):
 
 
 def test_benchmark_script_runs(tmp_path):
-    spec = importlib.util.spec_from_file_location("bench_loaders", Path(__file__).parents[2] / "benchmarks"
-                                                  / "loaders.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from tests.helpers import load_benchmark
+    bench = load_benchmark("loaders")
     out = tmp_path / "r.json"
     bench.main(["--json", str(out), "--array-images", "300", "--jpeg-images", "8", "--img-size", "32",
                 "--repeats", "2", "--workers", "0", "--batch-size", "4"])
