@@ -188,6 +188,8 @@ def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
     kept = {s.name: saved[s.name] for s in SETTINGS if s.kept and s.name in saved and s.name not in explicit}
     config = dataclasses.replace(config, **kept)
     taken = [s.name for s in SETTINGS if s.saved and s.name in saved]
+    if "epochs" in explicit and "epochs" in saved and config.epochs > saved["epochs"]:
+        taken.remove("epochs")   # extending the run: --resume DIR --epochs N (the schedule spans the new length)
     clashes = [f"{BY_NAME[k].flag} {getattr(config, k)!r} (the run has {saved[k]!r})"
                for k in taken if k in explicit and saved[k] != getattr(config, k)]
     if clashes:

@@ -41,7 +41,8 @@ class RunDir:
         return (self.path / "args.yaml").exists() or self.checkpoint_path.exists()
 
     def write_args(self, args: dict) -> None:
-        args = dict(args, git_commit=git_commit())
+        """args.yaml; the commit is this code's unless `args` records one (a run extended keeps its own)."""
+        args = {"git_commit": git_commit(), **args}
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / "args.yaml").write_text(yaml.safe_dump(args, sort_keys=False))
 

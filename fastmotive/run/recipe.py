@@ -78,7 +78,7 @@ class TrainRecipe:
                  record_extra: dict | None = None):
         self.config, self.explicit = config, frozenset(explicit)
         self.loaders, self.record_extra = loaders, dict(record_extra or {})
-        self.interrupted = self.finished = False
+        self.interrupted = self.finished = self.from_start = False
         self.exit_status = 0   # 128 + the signal that stopped training (130 Ctrl-C, 143 SIGTERM)
         self._lock: RunLock | None = None
 
@@ -124,7 +124,10 @@ class TrainRecipe:
         run_dir = run_dir_for(self.config, self.arch)
         RunLock(run_dir).check_free()
         self._refuse_a_held_run(run_dir)
-        self.finished = bool(self.config.resume) and _finished_epochs(run_dir) >= self.config.epochs
+        # a run killed before its first checkpoint resumes from its start, with the settings it recorded
+        self.from_start = bool(self.config.resume) and not RunDir(run_dir).checkpoint_path.exists()
+        self.finished = bool(self.config.resume) and not self.from_start and \
+            _finished_epochs(run_dir) >= self.config.epochs
         return run_dir
 
     def _refuse_a_held_run(self, run_dir: Path) -> None:
@@ -184,9 +187,13 @@ class TrainRecipe:
         except ConfigError:
             self._lock.release()
             raise
+        run = RunDir(self.run_dir)
         if not self.config.resume:
-            RunDir(self.run_dir).write_args({**settings.record(self.config), "model_kwargs": self.model_kwargs,
-                                             **self._job_record(), **self.record_extra})
+            run.write_args({**settings.record(self.config), "model_kwargs": self.model_kwargs,
+                            **self._job_record(), **self.record_extra})
+        elif run.read_args().get("epochs") != self.config.epochs:   # --resume DIR --epochs N extends the run
+            run.write_args({**run.read_args(), "epochs": self.config.epochs})
+            self._say(f"  extended to {self.config.epochs} epochs: the learning-rate schedule now spans them")
 
     def _announce(self, device) -> None:
         config, info = self.config, self.info
@@ -220,9 +227,12 @@ class TrainRecipe:
             print(f"{self.run_dir} has finished its {self.config.epochs} epochs; nothing to do (its files are "
                   f"unchanged). Export it with: fastmotive export {run}")
             return None
+        if self.from_start and self.dist.is_main:
+            print(f"{self.run_dir} has no checkpoint yet: training it from its start, with its recorded settings")
+            RunDir(self.run_dir).rewrite_logs(History())   # the logs of the attempt that died before a checkpoint
         try:
             history = self.trainer.fit(self.train_batches, self.val_batches,
-                                       resume=self.run_dir if self.config.resume else None,
+                                       resume=self.run_dir if self.config.resume and not self.from_start else None,
                                        calibration_batches=self.calibration_batches)
         finally:
             if self._lock is not None:

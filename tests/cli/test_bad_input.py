@@ -32,7 +32,10 @@ Bad inputs tried and what they get (each row is a case below):
 | `--initial-checkpoint RUN_DIR` (no `:base`), `RUN_DIR/last.pt`, `SINGLE_RUN:motivated` | what to give instead |
 | a run directory whose args.yaml is not YAML, a list, or lacks model_kwargs (`eval`, `export`, `--resume`) | the file and what is wrong |
 | a `last.pt` holding a pickle payload | refused, nothing run, no advice to load it anyway |
+| `--resume` of a run killed before its first checkpoint | trains it from its start with its recorded settings |
+| `--resume DIR --epochs N` on a finished run | extends it (N above the recorded epochs; fewer is refused) |
 """
+import json
 import os
 import signal
 import socket
@@ -293,3 +296,27 @@ def test_timm_spellings_are_taken_where_they_mean_the_same():
     args = parse(["train", "--model", "resnet20", "--input-size", "3", "40", "40"])
     assert (args.arch, args.img_size) == ("resnet20", 40) and {"arch", "img_size"} <= set(args.explicit)
     assert parse(["train", "--model=resnet32"]).arch == "resnet32"
+
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_its_start(tmp_path):
+    out = tmp_path / "out"
+    assert main(["train", *FAST, "--epochs", "1", "--epoch-batches", "2", "--val-batches", "1", "--output", str(out),
+                 "--experiment", "r", "--seed", "3"]) == 0
+    (out / "r" / "last.pt").unlink()   # as if killed after writing args.yaml and a few log rows
+    again = fastmotive("train", "--resume", out / "r")
+    assert again.returncode == 0 and "no checkpoint yet" in again.stdout, again.stderr
+    assert (out / "r" / "last.pt").exists()
+    assert len((out / "r" / "steps.csv").read_text().splitlines()) == 1 + 2   # one run's rows, not two
+
+
+def test_a_finished_run_is_extended_with_more_epochs(tmp_path):
+    out = tmp_path / "out"
+    flags = [*FAST, "--epochs", "1", "--epoch-batches", "2", "--val-batches", "1", "--output", str(out),
+             "--experiment", "r"]
+    assert main(["train", *flags]) == 0
+    assert "nothing to do" in fastmotive("train", "--resume", out / "r").stdout   # finished: unchanged
+    extended = fastmotive("train", "--resume", out / "r", "--epochs", "2")
+    assert extended.returncode == 0 and "extended to 2 epochs" in extended.stdout, extended.stderr
+    assert json.loads((out / "r" / "metrics.json").read_text())["epochs"] == 2
+    assert "epochs: 2" in (out / "r" / "args.yaml").read_text()
+    refused(fastmotive("train", "--resume", out / "r", "--epochs", "1"), "--epochs")   # shortening: refused
