@@ -241,15 +241,7 @@ class TrainRecipe:
         self.interrupted, self.exit_status = self.trainer.stop_requested, self.trainer.stop_status
         if not self.dist.is_main:
             return history
-        single = len(self.pair.members) == 1
-        for row in history.epochs[-3:]:
-            line = "epoch {epoch:3d}  train loss {train_loss:.4f}  ".format(**row)
-            if single:
-                line += "top1 {base_top1:6.2f}".format(**row)
-            else:
-                line += ("base top1 {base_top1:6.2f}  motivated top1 {motivated_top1:6.2f}  motivated "
-                         "{motivated_fraction:5.1%}  switches {switches}").format(**row)
-            print(line)
+        single = len(self.pair.members) == 1   # each epoch's line was printed as it ended (training.progress)
         if self.interrupted:
             name = "Ctrl-C" if self.exit_status == 130 else f"signal {self.exit_status - 128}"
             print(f"stopped by {name} at step {self.trainer.step}; checkpoint written. Continue with: "

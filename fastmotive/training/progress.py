@@ -1,4 +1,5 @@
-"""How a training run reports progress: a rich bar on a terminal, else a line every `log_interval` steps.
+"""How a training run reports progress: a rich bar on a terminal, else a line every `log_interval` steps; on
+both, one line per epoch as it ends (`epoch_line`).
 
 Both read the step just recorded and the running totals (`TrainState`), never the step history, so a report
 costs the same at step 50 000 as at step 1.
@@ -17,6 +18,10 @@ class Progress(Protocol):
         """Called once per batch, after `totals` counted `step` (a `History.steps` record)."""
         ...
 
+    def epoch(self, row: dict) -> None:
+        """Called once per epoch with its summary row, after evaluation: one line, as timm prints."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -27,6 +32,20 @@ def open_progress(*, bar: bool, log_interval: int, total: int, done: int,
     if bar and stream.isatty():
         return ProgressBar(total, done, stream)
     return LogLines(log_interval, stream)
+
+
+def epoch_line(row: dict) -> str:
+    """An epoch's line: the training loss and lr, each model's calibrated top-1/top-5 and loss, and for a pair
+    the motivated share and switches (a single model's line names no motivated model)."""
+    line = f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  lr {row['lr']:.3g}"
+    pair = "motivated_top1" in row
+    for model in ("base", "motivated") if pair else ("base",):
+        if f"{model}_top1" in row:
+            line += (f"  {model + ' ' if pair else ''}top1 {row[f'{model}_top1']:6.2f} top5 "
+                     f"{row[f'{model}_top5']:6.2f} loss {row[f'{model}_eval_loss']:.4f}")
+    if pair:
+        line += f"  motivated {row['motivated_fraction']:5.1%}  switches {row['switches']}"
+    return line
 
 
 class _Rate:
@@ -60,6 +79,9 @@ class ProgressBar:
                 f"{rate:.0f} img/s")
         self.progress.update(self.task, advance=1, info=info)   # rich redraws from its thread, ~10 times/s
 
+    def epoch(self, row: dict) -> None:
+        self.progress.console.print(epoch_line(row))   # above the bar, which stays
+
     def close(self) -> None:
         self.progress.stop()
 
@@ -78,6 +100,9 @@ class LogLines:
                   f"{step['active']:9}  motivated {totals.motivated_fraction:5.1%}  {rate:.0f} img/s",
                   file=self.stream, flush=True)
 
+    def epoch(self, row: dict) -> None:
+        print(epoch_line(row), file=self.stream, flush=True)
+
     def close(self) -> None:
         pass
 
@@ -86,6 +111,9 @@ class NoProgress:
     """Silence: the progress of ranks other than 0 in a multi-process run (rank 0 reports for the job)."""
 
     def update(self, step: dict, totals: TrainState) -> None:
+        pass
+
+    def epoch(self, row: dict) -> None:
         pass
 
     def close(self) -> None:

@@ -119,3 +119,8 @@ class TrainStep:
             clip_gradient(grad, module, self.clip_grad, self.clip_mode)
         optimizer.step(lr, step + 1)
         return StepResult(float(total) / len(micro), grad_norm)   # float(): a sync point, once per step
+
+
+def count_images(labels) -> int:
+    """Images in a step's labels (a tensor, or with gradient accumulation a list of them)."""
+    return sum(map(len, labels)) if isinstance(labels, (list, tuple)) else len(labels)

@@ -37,7 +37,7 @@ from fastmotive.training.loggers import RunLoggers
 from fastmotive.training.progress import NoProgress, open_progress
 from fastmotive.training.schedules import make_schedule
 from fastmotive.training.state import TrainState, checkpoint_state, restore
-from fastmotive.training.step import StepFn, StepResult, TrainStep, make_loss
+from fastmotive.training.step import StepFn, StepResult, TrainStep, count_images, make_loss
 
 __all__ = ["History", "StepFn", "StepResult", "Trainer"]
 
@@ -179,7 +179,7 @@ class Trainer:
                     if target != active and not last:
                         self.pair.switch_to(target)   # takes effect from the next batch
                     self._record(dict(step=self.step, epoch=epoch, batch=batch, active=active,
-                                      loss=result.loss, lr=lr, images=_count(labels) * self.dist.world_size,
+                                      loss=result.loss, lr=lr, images=count_images(labels) * self.dist.world_size,
                                       switched=target != active), progress)
                     if c.check_sync and self.step % c.check_sync == 0:
                         self.dist.check_sync(synced_view(self.pair, buffers=c.sync_bn), self.step)
@@ -190,7 +190,7 @@ class Trainer:
                         self.save_checkpoint()
                 if stopped:
                     break
-                self._end_epoch(val_batches, self._wall_s())
+                self._end_epoch(val_batches, self._wall_s(), progress)
                 if self._should_stop():
                     break
         if self.checkpoint_path is not None:
@@ -234,8 +234,8 @@ class Trainer:
                                     f"the {self.pair.active} model; {saved}. Lower the learning rate (--lr), "
                                     "or raise --warmup-epochs")
 
-    def _end_epoch(self, val_batches, wall_s: float) -> None:
-        """Close an open motivated episode, evaluate both models, write the summary row and checkpoint."""
+    def _end_epoch(self, val_batches, wall_s: float, progress) -> None:
+        """Close an open motivated episode, evaluate both models, report and write the summary row, checkpoint."""
         self.pair.switch_to("base")   # no-op when the base is active
         self.pair.arena.check_bound(full=False)   # the switches check only now and then (core/pair.py)
         row = self.state.end_epoch(wall_s)
@@ -247,6 +247,7 @@ class Trainer:
         if self.run is not None:
             self.run.log_epoch(row)
         self.loggers.epoch(row)
+        progress.epoch(row)
         if self.checkpoint_path is not None:
             self.save_checkpoint()
 
@@ -331,11 +332,6 @@ def _optimizer_flags(config) -> dict:
     if config.opt_betas is not None:
         flags["betas"] = tuple(config.opt_betas)
     return flags
-
-
-def _count(labels) -> int:
-    """Images in a step's labels (a tensor, or with gradient accumulation a list of them)."""
-    return sum(map(len, labels)) if isinstance(labels, (list, tuple)) else len(labels)
 
 
 def _steps(loader, epoch: int, start_step: int, accum: int, steps: int):

@@ -115,7 +115,9 @@ def test_per_step_bookkeeping_never_rescans_the_history(tmp_path, capsys):
     CountingScans.scans = 0
     history = trainer.fit(batches(5), batches(2, seed=3))
     assert len(history.steps) == 15 and scans_at_each_step == [0] * 15
-    assert len(capsys.readouterr().err.splitlines()) == 15   # log_interval=1: one line per step
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 15 + 3   # log_interval=1: one line per step, and one per epoch as it ends
+    assert [line.split()[:2] for line in lines if line.startswith("epoch")] == [["epoch", str(e)] for e in range(3)]
 
 
 def test_running_totals_equal_sums_over_the_records():
@@ -226,8 +228,8 @@ def test_flops_go_to_metrics(tmp_path):
 
 def test_log_interval_prints_a_line_every_n_steps(capsys):
     Trainer(make_pair(), epochs=2, progress=False, log_interval=3, step_fn=Constant()).fit(batches(4))
-    lines = capsys.readouterr().err.splitlines()
-    assert [line.split()[1] for line in lines] == ["3", "6"]
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("step")]
+    assert [line.split()[1] for line in lines] == ["3", "6"]   # besides them, one line per epoch
     assert "motivated" in lines[0] and "img/s" in lines[0]
 
 
