@@ -23,6 +23,8 @@ from safetensors.torch import save_file
 from fastmotive.core.pair import MODELS
 from fastmotive.errors import ConfigError
 from fastmotive.families import get_family
+from fastmotive.run.directory import RunDir
+from fastmotive.run.model_card import write_model_card
 from fastmotive.run.saved import SavedRun, open_run
 from fastmotive.training.calibration import calibrate_bn
 from fastmotive.training.evaluation import CALIBRATION_EPOCH
@@ -60,19 +62,17 @@ def export_run(run_dir, output=None, bn_calibrate: int | None = None, onnx: bool
         model = pair.model(which)
         config = hub_config(run, which, name, info, calibration)
         tensors = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
-        config_path = folder / "config.json"
-        config_path.write_text(json.dumps(config, indent=1))
         save_file(tensors, folder / WEIGHTS, metadata={"model": name, "arch": arch, "fastmotive_model": which})
-        written = [folder / WEIGHTS, config_path]
+        written = [folder / WEIGHTS]
         for stale in ("model.onnx", "onnx.json"):   # a re-export without --onnx leaves no outdated graph
             (folder / stale).unlink(missing_ok=True)
         if onnx:
-            from fastmotive.run.onnx_export import export_onnx
-            report = export_onnx(model, name, folder, _validation(run, val))
-            config["fastmotive"]["onnx"] = report
-            config_path.write_text(json.dumps(config, indent=1))
+            from fastmotive.run.onnx_export import export_onnx   # imports onnx: only when asked
+            config["fastmotive"]["onnx"] = export_onnx(model, name, folder, run.validation(val))
             written += [folder / "model.onnx", folder / "onnx.json"]
-        from fastmotive.run.model_card import write_model_card
+        config_path = folder / "config.json"
+        config_path.write_text(json.dumps(config, indent=1))
+        written.append(config_path)
         written.append(write_model_card(folder, run, which, config, info))
         _readable_like(config_path, written)
         index["models"][which] = which
@@ -135,7 +135,7 @@ def _check_output(out: Path, run_path: Path) -> None:
     for folder in (target, *target.parents):
         if folder == mine:
             break
-        if (folder / "args.yaml").is_file() or (folder / "last.pt").is_file():
+        if RunDir(folder).holds_run():
             raise ConfigError(f"export --output {out}: {folder} is another run's directory; export {run_path} "
                               "into its own export/ or a folder outside any run")
     for config in (target / "config.json", *(target / m / "config.json" for m in MODELS)):
@@ -158,14 +158,6 @@ def _readable_like(reference: Path, paths: list[Path]) -> None:
     for path in paths:
         if path.is_file():
             os.chmod(path, mode)
-
-
-def _validation(run: SavedRun, val):
-    """The validation batches the run evaluated on (its --val-batches budget, if any)."""
-    if run.config.val_batches:
-        from fastmotive.data import FirstBatches
-        return FirstBatches(val, run.config.val_batches)
-    return val
 
 
 def _calibrate(run: SavedRun, train, info, setting: int | None) -> dict:

@@ -12,6 +12,7 @@ import yaml
 
 from fastmotive.config import settings
 from fastmotive.config.train_config import TrainConfig
+from fastmotive.run.directory import RunDir
 
 TAGS = ["image-classification", "timm", "fastmotive", "motivation-aware-training"]
 BOOKKEEPING = {"output", "experiment", "resume", "no_progress", "log_interval"}   # not part of the recipe
@@ -28,7 +29,7 @@ def card_figures(metrics: dict, which: str, calibration_images: int) -> dict:
 
 def write_model_card(folder: Path, run, which: str, config: dict, info) -> Path:
     """Write ``folder/README.md`` for member `which` of the saved run `run` (its hub `config`)."""
-    args = yaml.safe_load((run.path / "args.yaml").read_text())
+    args = RunDir(run.path).read_args()
     metrics_path = run.path / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     summary = _summary(run.path / "summary.csv")

@@ -26,6 +26,15 @@ class SavedRun:
         """(train batches, val batches, DatasetInfo) of the run, on the pair's device."""
         return open_data(self.config, self.pair.device)
 
+    def validation(self, val, batches: int | None = None):
+        """The first `batches` validation batches of `val` (default: the run's --val-batches budget; 0 or no
+        budget: the whole split), as the run's evaluations read them."""
+        budget = self.config.val_batches if batches is None else batches
+        if not budget:
+            return val
+        from fastmotive.data import FirstBatches
+        return FirstBatches(val, budget)
+
     def calibration(self, train, info, images: int | None = None):
         """(calibration batches, image count) as the run's evaluations calibrated: `images` (default: the
         run's --bn-calibrate) from the training split `train`."""
@@ -67,10 +76,7 @@ def evaluate_run(run_dir, images: int | None = None, device=None, val_batches: i
     run = open_run(run_dir, device)
     train, val, info = run.open_data()
     calibration, images = run.calibration(train, info, images)
-    budget = run.config.val_batches if val_batches is None else val_batches
-    if budget:
-        from fastmotive.data import FirstBatches
-        val = FirstBatches(val, budget)
+    val = run.validation(val, val_batches)
     result = {"run": str(run.path), "step": run.step, "stopped_in_episode": run.stopped_in_episode,
               "dataset": info.name, "val_size": info.val_size,
               "val_images": min(info.val_size, len(val) * run.config.batch_size), "models": list(run.pair.members),
