@@ -3,6 +3,8 @@ compare, transfer, tune-k)."""
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 
 from fastmotive.cli.experiments import add_compare_parser, add_transfer_parser, add_tune_k_parser
@@ -15,12 +17,14 @@ CONFIGURABLE = ("train", "compare", "transfer", "tune-k")   # commands whose fla
 
 def cmd_train(args) -> int:
     from fastmotive.config.combinations import check_combinations
-    from fastmotive.distributed.launch import launch, launched
+    from fastmotive.distributed.launch import die_with_launcher, launch, launched
+    if launched():
+        die_with_launcher()   # a kill -9 of the launcher (or torchrun) must not leave this worker training on
     config = settings.from_namespace(args)   # checked once, here: under --nproc before any worker starts
+    from fastmotive.run.recipe import TrainRecipe, run_dir_for
     if args.nproc and args.nproc > 1 and not launched():   # N workers of this same command, under torchrun's agent
         check_combinations(config)
-        return launch(args.argv, args.nproc)
-    from fastmotive.run.recipe import TrainRecipe
+        return launch(args.argv, args.nproc, run_dir=shlex.quote(str(run_dir_for(config))))
     recipe = TrainRecipe(config, args.explicit)
     recipe.setup()
     recipe.train()
@@ -29,24 +33,28 @@ def cmd_train(args) -> int:
 
 def cmd_export(args) -> int:
     from fastmotive.run.export import export_run
-    for path in export_run(args.run_dir, args.output, args.bn_calibrate, onnx=args.onnx):
+    for path in export_run(args.run_dir, args.output, args.bn_calibrate, onnx=args.onnx, best=args.best):
         print(path)
     return 0
 
 
 def cmd_eval(args) -> int:
     from fastmotive.run.saved import evaluate_run
-    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device, args.val_batches)
+    result = evaluate_run(args.run_dir, args.bn_calibrate, args.device, args.val_batches, args.bn_calibrate_models)
     episode = " (stopped inside a motivated episode: the base is the motivated model's slices)" \
         if result["stopped_in_episode"] else ""
     split = "the whole split" if result["val_images"] == result["val_size"] else \
         f"the first {result['val_images']} of {result['val_size']} (--val-batches 0: all)"
     print(f"{result['run']} at step {result['step']}{episode}, {result['dataset']} validation: {split}; BN "
-          f"calibrated from {result['bn_calibration_images']} training images")
-    print(f"{'model':10} {'top1':>7} {'top5':>7} {'loss':>8}   {'top1 raw':>8} {'top5 raw':>8} {'loss raw':>8}")
+          f"calibration: {result['bn_calibration_images']} training images ({result['calibration_preprocessing']} "
+          "preprocessing)")
+    print(f"{'model':10} {'statistics':11} {'top1':>7} {'top5':>7} {'loss':>8}   {'top1 raw':>8} {'top5 raw':>8} "
+          f"{'loss raw':>8}")
     for m in result["models"]:
-        print(f"{m:10} {result[m + '_top1']:7.2f} {result[m + '_top5']:7.2f} {result[m + '_eval_loss']:8.4f}   "
-              f"{result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} {result[m + '_eval_loss_raw']:8.4f}")
+        kind = "calibrated" if result[m + "_bn_calibrated"] else "own"
+        print(f"{m:10} {kind:11} {result[m + '_top1']:7.2f} {result[m + '_top5']:7.2f} "
+              f"{result[m + '_eval_loss']:8.4f}   {result[m + '_top1_raw']:8.2f} {result[m + '_top5_raw']:8.2f} "
+              f"{result[m + '_eval_loss_raw']:8.4f}")
     print(f"wrote {args.run_dir}/eval.json")
     return 0
 
@@ -119,11 +127,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
                    help="calibrate BN statistics from this many training images (default: the run's setting; 0: "
                         "the checkpoint's raw statistics)")
+    p.add_argument("--best", action="store_true",
+                   help="export each model's best evaluation (best_MODEL.safetensors, by the top-1 it was evaluated "
+                        "with) instead of the last checkpoint")
     p.set_defaults(func=cmd_export)
     p = commands["eval"] = sub.add_parser("eval", help="evaluate a run's two models, raw and BN-calibrated")
     p.add_argument("run_dir")
     p.add_argument("--bn-calibrate", type=_images, default=None, metavar="IMAGES",
                    help="training images for calibration (default: the run's setting)")
+    p.add_argument("--bn-calibrate-models", choices=("stale", "all"), default=None,
+                   help="whose statistics are calibrated (default: the run's setting; stale: those a switch made "
+                        "stale, docs/architecture.md)")
     p.add_argument("--device", default=None, help="default: the run's device setting, else cuda if available")
     p.add_argument("--val-batches", type=_images, default=None, metavar="N",
                    help="the first N validation batches (default: the run's --val-batches; 0: the whole split)")
@@ -196,22 +210,30 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(map(str, argv))
+    from fastmotive.distributed.launch import stderr_once_per_job
     try:
-        args = parse(argv)
+        with stderr_once_per_job():   # under torchrun every rank parses: argparse's error once, not per process
+            args = parse(argv)
     except SystemExit as exc:   # argparse has printed its error or the help
         return exc.code if isinstance(exc.code, int) else 2
     except FastmotiveError as exc:
-        print(f"fastmotive {argv[0] if argv else ''}: error: {_bounded(exc)}", file=sys.stderr)
-        return 2
+        return _error(argv[0] if argv else "", _bounded(exc))
     try:
         return args.func(args)
     except FastmotiveError as exc:
-        print(f"fastmotive {args.command}: error: {_bounded(exc)}", file=sys.stderr)
-        return 2
+        return _error(args.command, _bounded(exc))
+    except KeyboardInterrupt:   # a second Ctrl-C (the first stops training after a step), or one during set-up
+        print(f"fastmotive {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
     except OSError as exc:   # expected ones: missing, read-only, full disk, name too long; the file is named
-        print(f"fastmotive {args.command}: error: {exc.strerror or exc}"
-              f"{f': {exc.filename}' if exc.filename else ''}", file=sys.stderr)
-        return 2
+        return _error(args.command, f"{exc.strerror or exc}{f': {exc.filename}' if exc.filename else ''}")
+
+
+def _error(command: str, text: str) -> int:
+    """One error line (once per job under --nproc or torchrun: `say_error`), exit status 2."""
+    from fastmotive.distributed.launch import say_error
+    say_error(f"fastmotive {command}: error: {text}")
+    return 2
 
 
 MAX_ERROR = 2000   # characters: a message quoting a huge value (a YAML alias bomb) stays one readable line

@@ -16,6 +16,7 @@ from fastmotive.config.setting import setting, settings_of
 from fastmotive.core.growth import GROWTH_INITS
 from fastmotive.core.switch import BACKENDS
 from fastmotive.optim.registry import OPTIMIZERS
+from fastmotive.training.evaluation import CALIBRATE_CHOICES
 from fastmotive.training.schedules import SCHEDULES
 
 DEFAULT_ARCH = "efficientnet_b0:b2"
@@ -111,7 +112,9 @@ class TrainConfig:
     # optimization
     batch_size: int = setting(32, "images per batch", int, short="-b", check=is_positive,
         expect="a positive integer")
-    opt: str = setting("adamw", ", ".join(OPTIMIZERS), str, choices=tuple(OPTIMIZERS))
+    opt: str = setting("adamw", ", ".join(OPTIMIZERS) + " (timm's names and defaults: sgd and nesterov are SGD "
+        "with Nesterov momentum, momentum is classical SGD momentum, the RMSprops use alpha 0.9)", str,
+        choices=tuple(OPTIMIZERS))
     lr: float = setting(1e-3, "peak learning rate", float, check=is_finite_positive,
         expect="a finite number > 0")
     momentum: float = setting(0.9, "SGD / RMSprop momentum", float, check=lambda x: 0 <= x < 1,
@@ -151,10 +154,17 @@ class TrainConfig:
     condition: str = setting("streak:2", CONDITION_SYNTAX.split(" (")[0], str, check=is_condition,
         expect=CONDITION_SYNTAX)
     bn_calibrate: int | None = setting(None,
-        "before each evaluation and at export, re-estimate both models' BatchNorm "
-        "statistics from this many training images (default: a tenth of the training split, at most 2000; "
-        "0: off, the paper's raw statistics; see docs/architecture.md)", int,
+        "before each evaluation and at export, re-estimate the BatchNorm statistics of the models "
+        "--bn-calibrate-models names from this many training images, preprocessed as validation is (default: "
+        "a tenth of the training split, at most 2000; 0: off, the paper's raw statistics; docs/architecture.md)",
+        int,
         check=lambda x: x is None or x >= 0, expect="an integer >= 0", evaluation_only=True)
+    bn_calibrate_models: str = setting("stale",
+        "whose BatchNorm statistics are calibrated: stale (the motivated model of a pair, and the base "
+        "when it trained fewer batches since the motivated model last did than its momentum needs to forget "
+        "them; a single model keeps its own) or all", str, choices=CALIBRATE_CHOICES, evaluation_only=True)
+    eval_interval: int = setting(1, "evaluate the models every N epochs, and after the last", int,
+        check=is_positive, expect="a positive integer", evaluation_only=True)
     bn_buffers: str = setting("copy",
         "copy: a switch moves BatchNorm running statistics with the weights (the "
         "paper); keep: each model keeps its own, only weights and optimizer state move", str,

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from fastmotive.data.augment.policy import parse_policy
-from fastmotive.data.datasets.readers import DataError, FileSplit, list_datasets, read_dataset
+from fastmotive.data.datasets.readers import ArraySplit, DataError, FileSplit, list_datasets, read_dataset
 from fastmotive.data.loaders.dali import DaliLoader, dali_import_error
 from fastmotive.data.loaders.dataloader import TorchLoader
 from fastmotive.data.loaders.epoch_plan import RRC_RATIO, RRC_SCALE
@@ -16,6 +16,14 @@ from fastmotive.data.resize import resize_images  # noqa: F401  (tune-k's folds 
 from fastmotive.errors import ConfigError
 
 LOADERS = ("auto", "dali", "tensor", "torch")
+# The default BatchNorm calibration sample: a tenth of the training split, at most 2000 images (Once-for-All's
+# count). A calibration costs about as many forward passes of a model as it has images, so a tenth keeps it near
+# a tenth of a digits epoch and a few percent of a CIFAR one (docs/benchmarks.md), at the accuracy of the whole
+# split on digits (docs/reproduction.md).
+DEFAULT_CALIBRATION_SHARE, DEFAULT_CALIBRATION_MAX = 10, 2000
+# The seed stream the calibration sample is drawn from, apart from every training epoch's: the sample depends on
+# the seed only, never on how far training got.
+CALIBRATION_STREAM = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,22 @@ def choose_loader(files: bool, device: torch.device) -> str:
     if not files:
         return "tensor"
     return "dali" if dali_import_error() is None else "torch"
+
+
+def calibration_images(setting: int | None, train_images: int) -> int:
+    """The images BatchNorm calibration reads: the ``--bn-calibrate`` setting, or the default for the split."""
+    if setting is not None:
+        return setting
+    return min(DEFAULT_CALIBRATION_MAX, max(train_images // DEFAULT_CALIBRATION_SHARE, 1))
+
+
+def sample_split(split: ArraySplit | FileSplit, images: int, seed: int) -> ArraySplit | FileSplit:
+    """A seeded random sample of `images` images of `split` (all of them, shuffled, when it has fewer)."""
+    rng = np.random.Generator(np.random.PCG64([seed, CALIBRATION_STREAM]))
+    index = rng.permutation(len(split.labels))[:images]
+    if isinstance(split, FileSplit):
+        return FileSplit(tuple(split.files[i] for i in index), split.labels[index])
+    return ArraySplit(split.images[index], split.labels[index])
 
 
 def _is_int(x) -> bool:
@@ -104,7 +128,8 @@ def _check_args(dataset, loader, batch_size, img_size, device, seed, num_workers
 def build_loaders(dataset: str | None = "digits", data_dir=None, loader: str = "auto", batch_size: int = 64,
                   img_size: int | None = None, device="cpu", seed: int = 0, flip: bool | float | None = None,
                   num_workers: int = 2, skip_bad_images: bool = False, *, scale=RRC_SCALE, ratio=RRC_RATIO,
-                  aug_repeats: int = 0, aa: str | None = None, rank: int = 0, world_size: int = 1):
+                  aug_repeats: int = 0, aa: str | None = None, rank: int = 0, world_size: int = 1,
+                  bn_calibrate: int | None = 0):
     """Read ``dataset`` and build its training and validation loaders.
 
     Args:
@@ -128,6 +153,11 @@ def build_loaders(dataset: str | None = "digits", data_dir=None, loader: str = "
             the other loaders leave it to the device wrapper (`fastmotive.data.augment.train_augment`).
         rank, world_size: this process's share (`epoch_plan.Sampling`): training batches are rows
             ``[rank b, (rank+1) b)`` of global batches of ``b * world_size``; validation a contiguous chunk.
+        bn_calibrate: images of the training split BatchNorm calibration reads (``--bn-calibrate``; None: the
+            default count, `calibration_images`; 0: none). They are a seeded random sample, preprocessed as
+            validation is (no augmentation: the statistics must be those of the images the model is evaluated
+            and deployed on), given as the train loader's ``calibration_sample`` loader (shared over ranks as
+            validation is); without it, calibration reads training batches.
 
     Returns:
         ``(train, val, info)``: two loaders with ``len()``, ``epoch_batches(epoch, start_batch=0)`` and
@@ -173,6 +203,9 @@ def build_loaders(dataset: str | None = "digits", data_dir=None, loader: str = "
         make = DaliLoader
     train = make(train_split, train=True, **common, **train_only)
     val = make(val_split, train=False, **common)
+    sample = calibration_images(bn_calibrate, len(train_split.labels))
+    if sample:
+        train.calibration_sample = make(sample_split(train_split, sample, seed), train=False, **common)
     info = DatasetInfo(raw.name, raw.num_classes, size, tuple(raw.mean), tuple(raw.std), len(train_split.labels),
                        len(val_split.labels), loader)
     return train, val, info

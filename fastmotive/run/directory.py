@@ -19,7 +19,7 @@ STEP_FIELDS = ["step", "epoch", "batch", "active", "loss", "lr", "images", "swit
 # read back is the value logged, bit for bit.
 STEP_TYPES = {"step": int, "epoch": int, "batch": int, "active": str, "loss": float, "lr": float,
               "images": int, "switched": lambda text: text == "True"}
-SUMMARY_INTS = ("epoch", "switches", "bn_calibration_images")
+SUMMARY_INTS = ("epoch", "switches", "bn_calibration_images", "base_bn_calibrated", "motivated_bn_calibrated")
 # summary.csv starts with timm's columns (timm's `update_summary`): the base model's calibrated figures are its
 # eval_*, copied from base_*; lr is the epoch's last lr. Then the motivated model's figures, then the rest of the
 # trainer's row (every name compare, report and metrics read stays).
@@ -60,6 +60,31 @@ class RunDir:
             raise CheckpointError(f"{path} holds no run's settings (a mapping with model_kwargs): it was edited "
                                   "or is not fastmotive's")
         return args
+
+    def best_path(self, which: str) -> Path:
+        """The best model of member `which` so far (timm's model_best): weights and the BatchNorm statistics it
+        was evaluated with, in safetensors, its epoch and top-1 in the metadata."""
+        return self.path / f"best_{which}.safetensors"
+
+    def write_best(self, which: str, model, *, epoch: int, **figures: float) -> None:
+        """Replace `which`'s best model atomically with `model` as it is now (evaluated at `epoch`)."""
+        from safetensors.torch import save_file
+        tensors = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
+        path = self.best_path(which)
+        partial = path.with_suffix(".partial")
+        save_file(tensors, partial, metadata={"epoch": str(epoch), **{k: repr(v) for k, v in figures.items()}})
+        os.chmod(partial, 0o644)   # safetensors may create 0600 files
+        os.replace(partial, path)
+
+    def read_best(self, which: str) -> dict | None:
+        """``{"epoch", "top1", "top5", "loss"}`` of `which`'s best model, or None when there is none yet."""
+        from safetensors import safe_open
+        path = self.best_path(which)
+        if not path.is_file():
+            return None
+        with safe_open(path, "pt") as f:
+            meta = f.metadata() or {}
+        return {k: (int if k == "epoch" else float)(v) for k, v in meta.items()}
 
     def log_step(self, record: dict) -> None:
         """Append a row to steps.csv. The file stays open (opening it per row cost more than the rest of the
@@ -104,29 +129,35 @@ class RunDir:
         step_rows = _read_csv(self.path / "steps.csv", steps)
         summary_rows = _read_csv(self.path / "summary.csv", epochs)
         steps_typed = [{k: STEP_TYPES[k](v) for k, v in row.items()} for row in step_rows]
-        summary_typed = [{k: (int if k in SUMMARY_INTS else float)(v) for k, v in row.items()
-                          if k not in EVAL_COPIES and v not in ("", None)} for row in summary_rows]
+        summary_typed = [{k: None if v in ("", None) else (int if k in SUMMARY_INTS else float)(v)   # not measured
+                          for k, v in row.items() if k not in EVAL_COPIES} for row in summary_rows]
         return steps_typed, summary_typed
 
-    def write_metrics(self, history, *, wall_s: float, images: int, flops: dict | None = None) -> dict:
+    def write_metrics(self, history, *, wall_s: float, images: int, flops: dict | None = None, times=None) -> dict:
         """Write metrics.json and plot.png for a run whose records are `history` (its `steps` and `epochs`).
 
         Args:
             history: the whole run's step and epoch records (resumed runs included).
             wall_s, images: wall time and images trained by the whole run, every session (images/sec).
             flops: {"base": FlopCount, "motivated": FlopCount}, or None: adds FLOPs per image and F_{X-Y}.
+            times: the run's `TrainState` (its train_s, data_s and eval_s totals): training images/s and where the
+                wall time went.
         """
         steps, epochs = history.steps, history.epochs
         last = epochs[-1] if epochs else {}
-        metrics = {   # accuracies: BN-calibrated (--bn-calibrate), and raw (the checkpoint's statistics)
-            **{f"{m}_{k}": last.get(f"{m}_{k}") for k in ("top1", "top5", "top1_raw", "top5_raw")
+        evaluated = next((e for e in reversed(epochs) if e.get("base_top1") is not None), {})   # --eval-interval
+        metrics = {   # accuracies with the statistics each model ships with, and raw (the checkpoint's statistics)
+            **{f"{m}_{k}": evaluated.get(f"{m}_{k}") for k in ("top1", "top5", "top1_raw", "top5_raw", "bn_calibrated")
                for m in ("base", "motivated")},
-            "bn_calibration_images": last.get("bn_calibration_images"),
+            "bn_calibration_images": evaluated.get("bn_calibration_images"),
             "motivated_fraction": sum(s["active"] == "motivated" for s in steps) / max(len(steps), 1),
             "switches": sum(s["switched"] for s in steps), "steps": len(steps), "epochs": len(epochs),
             "images_per_sec": images / wall_s if wall_s > 0 else None, "wall_s": wall_s,
             "final_train_loss": last.get("train_loss"),
         }
+        if times is not None:   # the training steps alone (timm's img/s), and the time spent elsewhere
+            metrics.update(train_images_per_sec=times.train_images_per_sec, train_s=times.train_s,
+                           data_s=times.data_s, eval_s=times.eval_s)
         from fastmotive.flops import fvcore_missing, run_flops
         if flops is not None:   # FLOPs per image of both models and F_{X-Y} (fastmotive/flops.py)
             metrics.update(run_flops(steps, flops))

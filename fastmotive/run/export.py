@@ -27,29 +27,34 @@ from fastmotive.run.directory import RunDir
 from fastmotive.run.model_card import write_model_card
 from fastmotive.run.saved import SavedRun, open_run
 from fastmotive.training.calibration import calibrate_bn
-from fastmotive.training.evaluation import CALIBRATION_EPOCH
+from fastmotive.training.evaluation import CALIBRATION_EPOCH, CalibrationBatches, calibration_images
 
 FORMAT = "fastmotive-export/2"     # the per-model folders; the earlier layout has no "format" key
 WEIGHTS = "model.safetensors"
 
 
-def export_run(run_dir, output=None, bn_calibrate: int | None = None, onnx: bool = False) -> list[Path]:
+def export_run(run_dir, output=None, bn_calibrate: int | None = None, onnx: bool = False,
+               best: bool = False) -> list[Path]:
     """Write one folder per model (see the module docstring) from a run's checkpoint; the paths written.
 
     Args:
         run_dir: the run directory. output: where to write (default: RUN_DIR/export).
-        bn_calibrate: training images to calibrate BN statistics from (default: the run's own setting;
-            0: the raw statistics of the checkpoint).
+        bn_calibrate: training images to calibrate BN statistics from, for the models the run's evaluations
+            calibrate (`SavedRun.calibrated_members`; default: the run's own setting; 0: the raw statistics).
         onnx: also write ``model.onnx`` per model, checked against PyTorch on the validation images.
+        best: each model's best evaluation instead of the last checkpoint (``best_{model}.safetensors``, with
+            the statistics it was evaluated with).
 
     Raises:
-        ConfigError: `output` lies inside another run's directory, or holds another run's export.
+        ConfigError: `output` lies inside another run's directory, or holds another run's export; `best` and
+            a model has no best file yet.
     """
     run = open_run(run_dir)
     out = Path(output) if output else run.path / "export"
     _check_output(out, run.path)
-    train, val, info = run.open_data()
-    calibration = _calibrate(run, train, info, run.config.bn_calibrate if bn_calibrate is None else bn_calibrate)
+    train, val, info = run.open_data(bn_calibrate)
+    calibration = _load_best(run) if best else \
+        _calibrate(run, train, info, run.config.bn_calibrate if bn_calibrate is None else bn_calibrate)
     out.mkdir(parents=True, exist_ok=True)
     pair, arch = run.pair, run.config.arch
     index = {"format": FORMAT, "arch": arch, "family": pair.family.name, "run": str(run.path.resolve()),
@@ -161,15 +166,32 @@ def _readable_like(reference: Path, paths: list[Path]) -> None:
 
 
 def _calibrate(run: SavedRun, train, info, setting: int | None) -> dict:
-    """Calibrate both models from the run's training split as its evaluations did; what was done, for config.json."""
-    if setting == 0:
-        return {"images": 0}
-    batches, images = run.calibration(train, info, setting)
-    used = {which: calibrate_bn(run.pair.model(which), batches, images)
-            for which in run.pair.members}
+    """Calibrate the models the run's evaluations calibrate, as they did; what was done, for config.json."""
+    models = run.calibrated_members()
+    if setting == 0 or not models:
+        return {"images": 0, "models": [], "statistics": "each model's own running statistics"}
+    batches = CalibrationBatches(train)
+    images = calibration_images(setting, info.train_size)
+    used = {which: calibrate_bn(run.pair.model(which), batches, images) for which in models}
     return {"images": max(u.images for u in used.values()), "requested": images, "split": "train",
-            "augmentation": "the run's training augmentation", "calibration_epoch": CALIBRATION_EPOCH,
+            "models": list(models), "preprocessing": batches.preprocessing, "calibration_stream": CALIBRATION_EPOCH,
             "seed": run.config.seed, "layers": {which: u.layers for which, u in used.items()}}
+
+
+def _load_best(run: SavedRun) -> dict:
+    """Load each member's best evaluated model (weights and the statistics it was evaluated with) into the pair;
+    what was loaded, for config.json."""
+    from safetensors.torch import load_file
+    directory, best = RunDir(run.path), {}
+    for which in run.pair.members:
+        path = directory.best_path(which)
+        if not path.is_file():
+            raise ConfigError(f"export --best: {path} does not exist (the run has not evaluated its {which} model "
+                              "yet); export the last checkpoint without --best")
+        run.pair.model(which).load_state_dict(load_file(path, device=str(run.pair.device)))   # in place: arena
+        best[which] = directory.read_best(which)
+    return {"images": 0, "models": [], "best": best,
+            "statistics": "as each model's best evaluation had them (best_{model}.safetensors)"}
 
 
 def load_exported(export_dir, which: str | None = None) -> torch.nn.Module:

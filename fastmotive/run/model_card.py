@@ -18,13 +18,21 @@ TAGS = ["image-classification", "timm", "fastmotive", "motivation-aware-training
 BOOKKEEPING = {"output", "experiment", "resume", "no_progress", "log_interval"}   # not part of the recipe
 
 
-def card_figures(metrics: dict, which: str, calibration_images: int) -> dict:
-    """top-1/top-5 of `which` as the card states them: calibrated when the export carries calibrated statistics
-    (else the raw ones), both from metrics.json."""
-    raw = calibration_images == 0
-    suffix = "_raw" if raw else ""
-    return {"top1": metrics[f"{which}_top1{suffix}"], "top5": metrics[f"{which}_top5{suffix}"],
-            "statistics": "raw" if raw else "calibrated"}
+def card_figures(metrics: dict, which: str, calibration: dict) -> dict:
+    """top-1/top-5 of `which` as the card states them, for the statistics the export carries: its best
+    evaluation's (``--best``), the raw ones (calibration off for a model the run calibrated), else those it was
+    evaluated with (metrics.json)."""
+    if "best" in calibration:
+        best = calibration["best"][which]
+        return {"top1": best["top1"], "top5": best["top5"], "statistics": f"its best evaluation's (epoch "
+                f"{best['epoch']})", "source": f"best_{which}.safetensors"}
+    source = "metrics.json of the run, its last evaluation"
+    if calibration["images"] == 0 and metrics.get(f"{which}_bn_calibrated", 1):   # older runs: calibrated
+        return {"top1": metrics[f"{which}_top1_raw"], "top5": metrics[f"{which}_top5_raw"], "statistics": "raw",
+                "source": source}
+    statistics = "calibrated" if which in calibration.get("models", ()) else "its own running"
+    return {"top1": metrics[f"{which}_top1"], "top5": metrics[f"{which}_top5"], "statistics": statistics,
+            "source": source}
 
 
 def write_model_card(folder: Path, run, which: str, config: dict, info) -> Path:
@@ -37,7 +45,7 @@ def write_model_card(folder: Path, run, which: str, config: dict, info) -> Path:
     calibration = own["bn_calibration"]
     name, partner, dataset = config["architecture"], own["partner"], info.name
     evaluated = _evaluated(run.config, info)
-    figures = card_figures(metrics, which, calibration["images"]) \
+    figures = card_figures(metrics, which, calibration) \
         if metrics.get(f"{which}_top1") is not None else None
     meta = {"library_name": "timm" if own["timm_loadable"] else "pytorch", "tags": list(TAGS),
             "datasets": [dataset], "metrics": ["accuracy"]}
@@ -69,16 +77,15 @@ def write_model_card(folder: Path, run, which: str, config: dict, info) -> Path:
         lines += ["Every setting at fastmotive's default."]
     lines += ["", "## Results", ""]
     if figures:
-        fig = "calibrated" if figures["statistics"] == "calibrated" else "raw"
+        shipped = "calibrated" if metrics.get(f"{which}_bn_calibrated", 1) else "its own running statistics"
         lines += ["| BatchNorm statistics | top-1 | top-5 |", "|---|---|---|",
-                  f"| calibrated from {metrics.get('bn_calibration_images') or 0} training images | "
-                  f"{_pct(metrics.get(f'{which}_top1'))} | {_pct(metrics.get(f'{which}_top5'))} |",
+                  f"| as evaluated ({shipped}; calibration sample {metrics.get('bn_calibration_images') or 0} "
+                  f"training images) | {_pct(metrics.get(f'{which}_top1'))} | {_pct(metrics.get(f'{which}_top5'))} |",
                   f"| raw (the checkpoint's) | {_pct(metrics.get(f'{which}_top1_raw'))} | "
                   f"{_pct(metrics.get(f'{which}_top5_raw'))} |", "",
-                  f"This export carries the {fig} statistics (`model.safetensors`; calibration record: "
-                  f"{calibration['images']} training images, seed {calibration.get('seed', '-')}), so it scores "
-                  f"{figures['top1']:.2f} % top-1 and {figures['top5']:.2f} % top-5 "
-                  "(metrics.json of the run, its last evaluation)."]
+                  f"This export carries {figures['statistics']} statistics (`model.safetensors`; calibration "
+                  f"record: {calibration['images']} training images, seed {calibration.get('seed', '-')}), so it "
+                  f"scores {figures['top1']:.2f} % top-1 and {figures['top5']:.2f} % top-5 ({figures['source']})."]
     else:
         lines += ["No accuracy in the run's records (it stopped before its first evaluation)."]
     lines += _run_lines(metrics, summary, which, args, own)

@@ -28,15 +28,15 @@ def plot_run(steps: list[dict], epochs: list[dict], path: Path) -> None:
                              alpha=0.3, lw=0)
     ax_loss.set(xlabel="step", ylabel="training loss",
                 title="loss (shaded: motivated model active)" if xs else "training loss")
-    if epochs and "base_top1" in epochs[0]:
-        xs = [e["epoch"] + 1 for e in epochs]
+    if any(e.get("base_top1") is not None for e in epochs):
         for name, marker, color in (("base", "o", "tab:blue"), ("motivated", "s", "tab:orange")):
-            if f"{name}_top1" not in epochs[0]:   # a single-model run: the base alone
-                continue
-            ax_acc.plot(xs, [e[f"{name}_top1"] for e in epochs], marker + "-", color=color, label=name)
-            if f"{name}_top1_raw" in epochs[0]:   # raw BN statistics, dashed
-                ax_acc.plot(xs, [e[f"{name}_top1_raw"] for e in epochs], marker + "--", color=color, alpha=0.5,
-                            mfc="none", label=f"{name} (raw BN statistics)")
+            for suffix, style, extra in (("", "-", {}), ("_raw", "--", {"alpha": 0.5, "mfc": "none"})):
+                # epochs skipped by --eval-interval and raw figures (the last epoch's only) have no point
+                points = [(e["epoch"] + 1, e[f"{name}_top1{suffix}"]) for e in epochs
+                          if e.get(f"{name}_top1{suffix}") is not None]
+                if points:   # a single-model run: the base alone
+                    ax_acc.plot(*zip(*points), marker + style, color=color, **extra,
+                                label=name + (" (raw BN statistics)" if suffix else ""))
         ax_acc.legend()
     ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy")
     fig.tight_layout()

@@ -1,50 +1,82 @@
-"""Evaluating the models of a pair: loss, top-1 and top-5 on validation batches, with the raw BatchNorm
-statistics a run carries and with statistics calibrated from training images (fastmotive/training/calibration.py).
+"""Evaluating the models of a pair: loss, top-1 and top-5 on validation batches, each model once, with the
+BatchNorm statistics it ships with: calibrated from training images (fastmotive/training/calibration.py) where a
+switch has made them stale, its own running statistics elsewhere (`stale_members`).
 
 Why calibrate: every switch up copies the base's running statistics into the motivated model's slices and a
 motivated episode lasts a few batches, far too few for momentum 0.1 to re-estimate them; every switch down hands
 the base statistics gathered partly in the motivated model's context. Re-estimating them from a fixed sample of
-training images before evaluating, as Once-for-All and slimmable networks do, gives each model its own.
+training images before evaluating, as Once-for-All and slimmable networks do, gives each model its own. A model
+whose statistics are its own (a single model, the base long after its last episode) keeps them: re-estimating
+them from a sample only adds the sample's noise (docs/reproduction.md measures both).
 """
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fastmotive.core.arena import MODELS
+from fastmotive.data.build import CALIBRATION_STREAM, calibration_images  # noqa: F401  (re-exported)
 from fastmotive.data.loaders.protocol import as_epoch_loader
 from fastmotive.training.calibration import Calibration, batchnorm_layers, calibrate_bn
 
-# A pseudo-epoch that no run reaches: its seeded order of the training split picks the calibration images, so
-# they depend on the seed only and never on how far training got.
-CALIBRATION_EPOCH = 1_000_000_000
-# The default calibration sample: a tenth of the training split, at most 2000 images (Once-for-All's count).
-# A calibration costs about as many forward passes of both models as it has images, so a tenth keeps it near a
-# tenth of a digits epoch and a few percent of a CIFAR one (docs/benchmarks.md), at the accuracy of the whole
-# split on digits (docs/reproduction.md).
-DEFAULT_SHARE, DEFAULT_MAX = 10, 2000
-
-
-def calibration_images(setting: int | None, train_images: int) -> int:
-    """The images to calibrate from: the ``--bn-calibrate`` setting, or the default for the split's size."""
-    if setting is not None:
-        return setting
-    return min(DEFAULT_MAX, max(train_images // DEFAULT_SHARE, 1))
+# A pseudo-epoch that no run reaches: without a calibration sample (a loader not built by `build_loaders`), its
+# seeded order of the training split picks the calibration images, so they depend on the seed only.
+CALIBRATION_EPOCH = CALIBRATION_STREAM
+# The base's statistics count as its own again once the motivated context's share of them, (1 - momentum)^n
+# after n base batches, is below this.
+STALE_SHARE = 0.01
+CALIBRATE_CHOICES = ("stale", "all")
 
 
 class CalibrationBatches:
-    """The training batches calibration reads: a fastmotive loader's plan for `CALIBRATION_EPOCH` (a seeded
-    random sample of the training split, with the training augmentation, as Once-for-All calibrates), or a
-    plain re-iterable from its start."""
+    """The batches calibration reads: the train loader's ``calibration_sample`` (a seeded random sample of the
+    training split, preprocessed as validation is; `fastmotive.data.build_loaders`), else the training batches of
+    `CALIBRATION_EPOCH` (training augmentation), or a plain re-iterable from its start."""
 
     def __init__(self, train_batches):
         self.train_batches = train_batches
+        self.sample = getattr(train_batches, "calibration_sample", None)
+
+    @property
+    def preprocessing(self) -> str:
+        return "validation" if self.sample is not None else "training augmentation"
 
     def __iter__(self):
+        if self.sample is not None:
+            return iter(self.sample.epoch_batches(0))
         return iter(as_epoch_loader(self.train_batches).epoch_batches(CALIBRATION_EPOCH))
+
+
+def stale_members(pair, since_motivated: int | None, which: str = "stale") -> tuple[str, ...]:
+    """The members whose BatchNorm statistics are re-estimated before an evaluation and at export.
+
+    ``which="all"``: every member. ``"stale"``: in a pair, the motivated model always (a switch up overwrites its
+    mapped statistics with the base's, or with ``--bn-buffers keep`` they lag behind the weights the base trained
+    in its slices); the base when the switches copy statistics and the motivated model trained within the last
+    n batches, n the batches after which that context's share of the base's statistics falls below 1 %
+    (44 at BatchNorm's momentum 0.1). `since_motivated`: batches the base trained since then (None: never;
+    0 when unknown). A single model: none.
+    """
+    if which == "all":
+        return tuple(pair.members)
+    if len(pair.members) == 1:
+        return ()
+    recent = since_motivated is not None and since_motivated < _base_window(pair.model("base"))
+    return ("base", "motivated") if recent and not getattr(pair, "keep_buffers", False) else ("motivated",)
+
+
+def _base_window(model: nn.Module) -> float:
+    """Base batches until a switch's statistics fall below `STALE_SHARE` of the running averages."""
+    momenta = {bn.momentum for bn in batchnorm_layers(model)}
+    if not momenta:
+        return 0
+    if None in momenta:   # cumulative averages never forget
+        return math.inf
+    return math.log(STALE_SHARE) / math.log(1 - min(momenta))
 
 
 @torch.no_grad()
@@ -58,18 +90,20 @@ def evaluate(model: nn.Module, batches, forward=None, dist=None) -> tuple[float,
     forward = model if forward is None else forward
     was_training = model.training
     model.eval()
-    total, loss_sum, top1, top5 = 0, 0.0, 0, 0
+    sums, total = None, 0   # loss sum, top-1 and top-5 hits, on the device: one read at the end, not per batch
     for images, labels in as_epoch_loader(batches).epoch_batches(0):
         logits = forward(images).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum").item()
-        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (top[:, 0] == labels).sum().item()
-        top5 += (top == labels[:, None]).any(1).sum().item()
+        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+        batch = torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
+                             hits[:, 0].sum().double(), hits.any(1).sum().double()])
+        sums = batch if sums is None else sums.add_(batch)
         total += len(labels)
     model.train(was_training)
+    sums = torch.cat([sums.cpu() if sums is not None else torch.zeros(3, dtype=torch.float64),
+                      torch.tensor([float(total)], dtype=torch.float64)])
     if dist is not None and dist.world_size > 1:
-        sums = torch.tensor([loss_sum, top1, top5, total], dtype=torch.float64)
-        loss_sum, top1, top5, total = dist.all_sum(sums, "the sharded evaluation").tolist()
+        sums = dist.all_sum(sums, "the sharded evaluation")
+    loss_sum, top1, top5, total = sums.tolist()
     return loss_sum / max(total, 1), 100.0 * top1 / max(total, 1), 100.0 * top5 / max(total, 1)
 
 
@@ -88,26 +122,34 @@ def calibrated(model: nn.Module, batches, images: int, dist=None):
                 bn.running_var.copy_(var)
 
 
-def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, forward=None, dist=None) -> dict:
-    """Every member evaluated (both models of a pair, the one of a single-model run): ``{model}_eval_loss/top1/
-    top5`` with calibrated statistics (raw when `images` is 0) and ``..._raw`` with the statistics as they are,
-    plus ``bn_calibration_images`` (0 when off or when the model has no BatchNorm).
+def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, forward=None, dist=None, *,
+                  calibrate=None, raw: bool = True, on_evaluated=None) -> dict:
+    """Every member evaluated once, with the statistics it ships with: calibrated from `images` images of
+    `calibration_batches` when it is one of `calibrate` (default: every member) and `images` > 0, else its own.
+
+    The row: ``{model}_eval_loss/top1/top5``, ``{model}_bn_calibrated`` (1 or 0) and ``bn_calibration_images``;
+    with `raw`, ``..._raw`` with the statistics as they are too (a second evaluation for a calibrated model only).
+    `on_evaluated(name, model, figures)` is called while the model holds the statistics it was evaluated with
+    (they are restored afterwards).
 
     With `dist` (several processes; call on every rank with its shards of the validation and calibration
     batches) the figures are those of the whole split on every rank (`evaluate`, `calibrate_bn`). The raw
     figures use each rank's own running statistics: make them identical first (`Distributed.reduce_bn`)."""
-    row = {}
-    for name in getattr(pair, "members", MODELS):
+    row, members = {"bn_calibration_images": 0}, getattr(pair, "members", MODELS)
+    calibrate = members if calibrate is None else calibrate
+    for name in members:
         model = pair.model(name)
         fwd = forward[name] if forward else model
-        raw = evaluate(model, val_batches, fwd, dist)
-        used = Calibration(0, 0)
-        if images:
-            with calibrated(model, calibration_batches, images, dist) as used:
-                tuned = evaluate(model, val_batches, fwd, dist) if used.layers else raw
-        else:
-            tuned = raw
-        row.update(_figures(name, tuned), **_figures(name, raw, "_raw"), bn_calibration_images=used.images)
+        shipped = calibrated(model, calibration_batches, images, dist) if images and name in calibrate else \
+            contextlib.nullcontext(Calibration(0, 0))
+        with shipped as used:
+            figures = evaluate(model, val_batches, fwd, dist)
+            if on_evaluated is not None:
+                on_evaluated(name, model, figures)
+        row.update(_figures(name, figures), **{f"{name}_bn_calibrated": int(used.layers > 0)})
+        if raw:
+            row.update(_figures(name, evaluate(model, val_batches, fwd, dist) if used.layers else figures, "_raw"))
+        row["bn_calibration_images"] = max(row["bn_calibration_images"], used.images)
     return row
 
 

@@ -29,12 +29,14 @@ def check_available(*, wandb: bool) -> None:
 
 
 def epoch_scalars(row: dict) -> dict[str, float]:
-    """An epoch row's figures under the sinks' names (models and figures absent from the row are left out)."""
-    out = {f"epoch/{k}": row[k] for k in ("train_loss", "motivated_fraction", "lr") if k in row}
+    """An epoch row's figures under the sinks' names (models and figures absent from the row, or not measured at
+    that epoch, are left out)."""
+    out = {f"epoch/{k}": row[k] for k in ("train_loss", "motivated_fraction", "lr", "train_images_per_sec")
+           if row.get(k) is not None}
     for model in ("base", "motivated"):
         for key, name in EVAL_FIGURES:
             for suffix in ("", "_raw"):
-                if f"{model}_{key}{suffix}" in row:
+                if row.get(f"{model}_{key}{suffix}") is not None:
                     out[f"eval/{model}_{name}{suffix}"] = row[f"{model}_{key}{suffix}"]
     return out
 

@@ -7,7 +7,6 @@ costs the same at step 50 000 as at step 1.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Protocol, TextIO
 
 from fastmotive.training.state import TrainState
@@ -35,28 +34,29 @@ def open_progress(*, bar: bool, log_interval: int, total: int, done: int,
 
 
 def epoch_line(row: dict) -> str:
-    """An epoch's line: the training loss and lr, each model's calibrated top-1/top-5 and loss, and for a pair
-    the motivated share and switches (a single model's line names no motivated model)."""
+    """An epoch's line, as timm's train and eval lines: the training loss, lr, images/s of the training steps alone
+    and the time waiting for data; each model's top-1/top-5 and loss with the statistics it ships with (skipped
+    epochs of --eval-interval: none) and the evaluation's time; for a pair the motivated share and switches (a
+    single model's line names no motivated model)."""
     line = f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f}  lr {row['lr']:.3g}"
+    if row.get("train_images_per_sec") is not None:
+        line += f"  {row['train_images_per_sec']:.0f} img/s  data {row['data_s']:.1f}s"
     pair = "motivated_top1" in row
     for model in ("base", "motivated") if pair else ("base",):
-        if f"{model}_top1" in row:
+        if row.get(f"{model}_top1") is not None:
             line += (f"  {model + ' ' if pair else ''}top1 {row[f'{model}_top1']:6.2f} top5 "
                      f"{row[f'{model}_top5']:6.2f} loss {row[f'{model}_eval_loss']:.4f}")
+    if row.get("eval_s") is not None:
+        line += f"  eval {row['eval_s']:.1f}s"
     if pair:
         line += f"  motivated {row['motivated_fraction']:5.1%}  switches {row['switches']}"
     return line
 
 
-class _Rate:
-    """Images per second since the first report of this fit (resumed runs count from the resume)."""
-
-    def __init__(self):
-        self.t0, self.images = time.perf_counter(), 0
-
-    def add(self, images: int) -> float:
-        self.images += images
-        return self.images / max(time.perf_counter() - self.t0, 1e-9)
+def _rate(totals: TrainState) -> str:
+    """Images/s of the training steps alone, over the whole run (evaluations and checkpoints left out)."""
+    rate = totals.train_images_per_sec
+    return "" if rate is None else f"{rate:.0f} img/s"
 
 
 class ProgressBar:
@@ -71,12 +71,10 @@ class ProgressBar:
                                      TextColumn("{task.fields[info]}"), console=Console(file=stream))
         self.task = self.progress.add_task("train", total=total, completed=done, info="")
         self.progress.start()
-        self.rate = _Rate()
 
     def update(self, step: dict, totals: TrainState) -> None:
-        rate = self.rate.add(step["images"])
         info = (f"loss {step['loss']:.3f}  {step['active']:9}  motivated {totals.motivated_fraction:5.1%}  "
-                f"{rate:.0f} img/s")
+                f"{_rate(totals)}")
         self.progress.update(self.task, advance=1, info=info)   # rich redraws from its thread, ~10 times/s
 
     def epoch(self, row: dict) -> None:
@@ -91,13 +89,11 @@ class LogLines:
 
     def __init__(self, interval: int, stream: TextIO):
         self.interval, self.stream = interval, stream
-        self.rate = _Rate()
 
     def update(self, step: dict, totals: TrainState) -> None:
-        rate = self.rate.add(step["images"])
         if totals.step % self.interval == 0:
             print(f"step {totals.step:7d}  epoch {step['epoch']:3d}  loss {step['loss']:.4f}  "
-                  f"{step['active']:9}  motivated {totals.motivated_fraction:5.1%}  {rate:.0f} img/s",
+                  f"{step['active']:9}  motivated {totals.motivated_fraction:5.1%}  {_rate(totals)}",
                   file=self.stream, flush=True)
 
     def epoch(self, row: dict) -> None:

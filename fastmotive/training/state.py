@@ -35,6 +35,14 @@ class TrainState:
     epoch_switches: int = 0
     epoch_lr: float = math.nan          # the lr of the epoch's last step
     wall_s: float = 0.0                 # wall time of the run as of its last checkpoint (all sessions)
+    last_motivated_step: int = -1       # the last batch the motivated model trained (-1: none yet): whether the
+                                        # base's BatchNorm statistics still hold the motivated context
+    train_s: float = 0.0                # time in training steps, waiting for data and evaluating (all sessions)
+    data_s: float = 0.0
+    eval_s: float = 0.0
+    epoch_train_s: float = 0.0          # the same over the current epoch
+    epoch_data_s: float = 0.0
+    epoch_images: int = 0
 
     @property
     def position(self) -> tuple[int, int]:
@@ -44,9 +52,26 @@ class TrainState:
     def motivated_fraction(self) -> float:
         return self.motivated_steps / max(self.step, 1)
 
-    def record(self, step: dict) -> None:
-        """Count one trained batch (a `History.steps` record) and move the position past it."""
+    @property
+    def train_images_per_sec(self) -> float | None:
+        """Images per second of the training steps alone (data waits, evaluation and checkpoints left out)."""
+        return self.images / self.train_s if self.train_s > 0 else None
+
+    def steps_since_motivated(self) -> int | None:
+        """Batches the base has trained since the motivated model last did (None: it never has)."""
+        return None if self.last_motivated_step < 0 else self.step - self.last_motivated_step - 1
+
+    def record(self, step: dict, train_s: float = 0.0, data_s: float = 0.0) -> None:
+        """Count one trained batch (a `History.steps` record) that took `train_s` seconds after waiting `data_s`
+        for its data, and move the position past it."""
         motivated = step["active"] == "motivated"
+        if motivated:
+            self.last_motivated_step = self.step
+        self.train_s += train_s
+        self.data_s += data_s
+        self.epoch_train_s += train_s
+        self.epoch_data_s += data_s
+        self.epoch_images += step["images"]
         self.step += 1
         self.batch = step["batch"] + 1
         self.motivated_steps += motivated
@@ -63,8 +88,10 @@ class TrainState:
         n = max(self.epoch_steps, 1)
         row = {"epoch": self.epoch, "train_loss": self.epoch_loss_sum / n, "lr": self.epoch_lr,
                "motivated_fraction": self.epoch_motivated_steps / n, "switches": self.epoch_switches,
-               "wall_s": wall_s}
+               "wall_s": wall_s, "train_images_per_sec": self.epoch_images / max(self.epoch_train_s, 1e-9),
+               "train_s": self.epoch_train_s, "data_s": self.epoch_data_s}
         self.epoch_steps, self.epoch_loss_sum, self.epoch_motivated_steps, self.epoch_switches = 0, 0.0, 0, 0
+        self.epoch_train_s, self.epoch_data_s, self.epoch_images = 0.0, 0.0, 0
         self.epoch_lr = math.nan
         self.epoch, self.batch = self.epoch + 1, 0
         return row

@@ -12,7 +12,6 @@ built from them are `fastmotive.training.state`, Ctrl-C is `fastmotive.training.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -27,11 +26,13 @@ from fastmotive.core.growth import init_growth
 from fastmotive.core.pair import MotivatedPair
 from fastmotive.data.loaders.protocol import as_epoch_loader
 from fastmotive.distributed import Distributed, synced_view
-from fastmotive.errors import ConfigError, TrainingDivergedError
+from fastmotive.errors import TrainingDivergedError
 from fastmotive.optim import OPTIMIZERS, create_optimizer
 from fastmotive.run import checkpoint
 from fastmotive.run.directory import RunDir
-from fastmotive.training.evaluation import CalibrationBatches, calibration_images, evaluate, evaluate_pair
+from fastmotive.training.batches import check_accumulation, optimizer_steps, timed
+from fastmotive.training.epoch_evaluation import EpochEvaluation
+from fastmotive.training.evaluation import CalibrationBatches, calibration_images, evaluate
 from fastmotive.training.interrupt import StopOnSignal
 from fastmotive.training.loggers import RunLoggers
 from fastmotive.training.progress import NoProgress, open_progress
@@ -39,7 +40,7 @@ from fastmotive.training.schedules import make_schedule
 from fastmotive.training.state import TrainState, checkpoint_state, restore
 from fastmotive.training.step import StepFn, StepResult, TrainStep, count_images, make_loss
 
-__all__ = ["History", "StepFn", "StepResult", "Trainer"]
+__all__ = ["History", "StepFn", "StepResult", "Trainer", "check_accumulation"]
 
 @dataclass
 class History:
@@ -141,9 +142,9 @@ class Trainer:
         """Train over `train_batches` (a re-iterable of (images, labels)) until `epochs` epochs in all
         (default: the config's); a later fit() with more epochs continues the run. See the module doc.
 
-        Before each evaluation both models' BatchNorm statistics are calibrated from ``config.bn_calibrate``
-        images of `calibration_batches` (default: `CalibrationBatches(train_batches)`), then restored, so
-        training is the same with calibration on or off."""
+        Before each evaluation the BatchNorm statistics of the models `stale_members` names are calibrated from
+        ``config.bn_calibrate`` images of `calibration_batches` (default: `CalibrationBatches(train_batches)`),
+        then restored, so training is the same with calibration on or off (`EpochEvaluation`)."""
         c, epochs = self.config, self.config.epochs if epochs is None else epochs
         train_batches = as_epoch_loader(train_batches)
         torch.manual_seed(c.seed)
@@ -154,8 +155,9 @@ class Trainer:
         check_accumulation(len(train_batches), accum)
         n = len(train_batches) // accum   # optimizer steps per epoch; a last partial group is dropped
         schedule, holdout = self._schedule(epochs, n), self._holdout_batch(train_batches, val_batches)
-        self._calibration = calibration_batches or CalibrationBatches(train_batches)
-        self._calibration_images = calibration_images(c.bn_calibrate, n * accum * c.batch_size)
+        self._evaluation = EpochEvaluation(
+            self.pair, c, val_batches, calibration_batches or CalibrationBatches(train_batches),
+            calibration_images(c.bn_calibrate, n * accum * c.batch_size), self.forward, self.dist, self.run)
         self._session = (time.perf_counter(), self.state.wall_s)   # a resumed run's wall time adds up
         self._stop = StopOnSignal()
         self.loggers = RunLoggers.open(self.run.path, settings.record(c), tensorboard=c.log_tensorboard,
@@ -167,8 +169,9 @@ class Trainer:
                 start, stopped = self.state.batch, False
                 if start == 0 and self.condition.start_epoch(epoch, n):
                     self.pair.switch_to("motivated")
-                for batch, (images, labels) in enumerate(_steps(train_batches, epoch, start, accum, n), start):
-                    lr, active, last = schedule(self.step), self.pair.active, batch == n - 1
+                for batch, (data_s, (images, labels)) in enumerate(
+                        timed(optimizer_steps(train_batches, epoch, start, accum, n)), start):
+                    lr, active, last, began = schedule(self.step), self.pair.active, batch == n - 1, time.perf_counter()
                     result = self.step_fn(active, images, labels, lr, self.step)   # fwd, bwd, optimizer step
                     self._check_finite(result.loss, epoch, batch)
                     val_loss = self._holdout_loss(holdout) if holdout is not None else None
@@ -180,7 +183,7 @@ class Trainer:
                         self.pair.switch_to(target)   # takes effect from the next batch
                     self._record(dict(step=self.step, epoch=epoch, batch=batch, active=active,
                                       loss=result.loss, lr=lr, images=count_images(labels) * self.dist.world_size,
-                                      switched=target != active), progress)
+                                      switched=target != active), progress, time.perf_counter() - began, data_s)
                     if c.check_sync and self.step % c.check_sync == 0:
                         self.dist.check_sync(synced_view(self.pair, buffers=c.sync_bn), self.step)
                     stopped = self._should_stop() and not last   # a stop on the last batch ends the epoch
@@ -190,14 +193,15 @@ class Trainer:
                         self.save_checkpoint()
                 if stopped:
                     break
-                self._end_epoch(val_batches, self._wall_s(), progress)
+                self._end_epoch(epochs, progress)
                 if self._should_stop():
                     break
         if self.checkpoint_path is not None:
             self.save_checkpoint()
         if self.run is not None:
             self.run.close()
-            self.run.write_metrics(self.history, wall_s=self._wall_s(), images=self.state.images, flops=self.flops)
+            self.run.write_metrics(self.history, wall_s=self._wall_s(), images=self.state.images, flops=self.flops,
+                                   times=self.state)
         return self.history
 
     def _wall_s(self) -> float:
@@ -214,12 +218,13 @@ class Trainer:
 
     def _should_stop(self) -> bool:
         max_steps = self.config.max_steps
-        return self._stop.requested or (max_steps is not None and self.step >= max_steps)
+        # a signal to any rank stops every rank after the same step (agreed first: a collective on every call)
+        return self._stop.agreed(self.dist, self.step) or (max_steps is not None and self.step >= max_steps)
 
-    def _record(self, step: dict, progress) -> None:
+    def _record(self, step: dict, progress, train_s: float, data_s: float) -> None:
         """One batch's record to the history, the totals, steps.csv and the bar or log line; all O(1)."""
         self.history.steps.append(step)
-        self.state.record(step)
+        self.state.record(step, train_s, data_s)
         if self.run is not None:
             self.run.log_step(step)
         self.loggers.step(step)
@@ -234,15 +239,16 @@ class Trainer:
                                     f"the {self.pair.active} model; {saved}. Lower the learning rate (--lr), "
                                     "or raise --warmup-epochs")
 
-    def _end_epoch(self, val_batches, wall_s: float, progress) -> None:
-        """Close an open motivated episode, evaluate both models, report and write the summary row, checkpoint."""
+    def _end_epoch(self, epochs: int, progress) -> None:
+        """Close an open motivated episode, evaluate the models when due, report and write the summary row,
+        checkpoint."""
         self.pair.switch_to("base")   # no-op when the base is active
         self.pair.arena.check_bound(full=False)   # the switches check only now and then (core/pair.py)
-        row = self.state.end_epoch(wall_s)
+        epoch = self.state.epoch
+        row = self.state.end_epoch(self._wall_s())
         self._distribute_bn()
-        if val_batches is not None:
-            row.update(evaluate_pair(self.pair, val_batches, self._calibration, self._calibration_images,
-                                     self.forward, dist=self.dist))
+        row.update(self._evaluation(epoch, epochs, self.state.steps_since_motivated()))
+        self.state.eval_s += row["eval_s"] or 0.0
         self.history.epochs.append(row)
         if self.run is not None:
             self.run.log_epoch(row)
@@ -317,13 +323,6 @@ class Trainer:
             self._checkpointed_at = state.step
 
 
-def check_accumulation(batches: int, accum: int) -> None:
-    """Refuse --grad-accum-steps above an epoch's batches: no optimizer step would be taken."""
-    if batches < accum:
-        raise ConfigError(f"--grad-accum-steps {accum} is more than the {batches} batches of an epoch: no "
-                          "optimizer step would be taken")
-
-
 def _optimizer_flags(config) -> dict:
     """create_optimizer arguments from --opt-eps and --opt-betas (absent: the optimizer's defaults)."""
     flags = {}
@@ -332,15 +331,3 @@ def _optimizer_flags(config) -> dict:
     if config.opt_betas is not None:
         flags["betas"] = tuple(config.opt_betas)
     return flags
-
-
-def _steps(loader, epoch: int, start_step: int, accum: int, steps: int):
-    """The (images, labels) of each optimizer step of one epoch from `start_step`: a batch, or with `accum` > 1
-    lists of `accum` consecutive batches (the position is in optimizer steps, so a resume lands on a group)."""
-    batches = loader.epoch_batches(epoch, start_step * accum) if start_step * accum < len(loader) else iter(())
-    if accum == 1:
-        yield from itertools.islice(batches, steps - start_step)
-        return
-    for _ in range(start_step, steps):
-        group = list(itertools.islice(batches, accum))
-        yield [x for x, _ in group], [y for _, y in group]

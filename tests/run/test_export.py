@@ -105,12 +105,13 @@ def test_the_model_card_states_the_runs_figures(eff_run):
         assert meta["library_name"] == "timm" and "motivation-aware-training" in meta["tags"]
         assert meta["datasets"] == ["digits"]
         values = {m["name"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
-        figures = card_figures(metrics, which, metrics["bn_calibration_images"])
+        calibration = json.loads((eff_run / "export" / which / "config.json").read_text())["fastmotive"]["bn_calibration"]
+        figures = card_figures(metrics, which, calibration)
         assert values == {"top-1 accuracy": metrics[f"{which}_top1"], "top-5 accuracy": metrics[f"{which}_top5"]}
         assert figures["top1"] == metrics[f"{which}_top1"]
         for key in (f"{which}_top1", f"{which}_top5", f"{which}_top1_raw", f"{which}_top5_raw"):
             assert f"{metrics[key]:.2f}" in body
-        assert f"calibrated from {metrics['bn_calibration_images']} training images" in body
+        assert f"calibration sample {metrics['bn_calibration_images']} training images" in body
         assert f"{metrics[f'{which}_flops']:,} FLOPs per image" in body
         assert f"{100 * metrics['motivated_fraction']:.2f} % of {metrics['steps']} steps" in body
         assert f"{metrics['switches']} switches" in body and f"{metrics['images_per_sec']:.1f} images/s" in body

@@ -1,0 +1,128 @@
+"""What an evaluation costs and ships (issue 19): which models are calibrated (`stale_members`), the calibration
+sample preprocessed as validation is, --eval-interval, raw figures after the last epoch only, the best model of
+each member, and training throughput apart from evaluation."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import fastmotive as fm
+from fastmotive.data import build_loaders, read_dataset
+from fastmotive.data.build import sample_split
+from fastmotive.run.directory import RunDir
+from fastmotive.training.calibration import batchnorm_layers
+from fastmotive.training.evaluation import CalibrationBatches, evaluate, stale_members
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def batches(n, seed, size=16):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(size, 3, 8, 8, generator=g), torch.randint(0, 10, (size,), generator=g)) for _ in range(n)]
+
+
+def pair(names=("resnet20", "resnet32")):
+    torch.manual_seed(0)
+    if len(names) == 1:
+        return fm.MotivatedPair.from_arch(names[0], num_classes=10)
+    return fm.MotivatedPair.from_names(*names, num_classes=10)
+
+
+def test_stale_members_follow_the_momentum_window():
+    p = pair()
+    for bn in batchnorm_layers(p.base):
+        bn.momentum = 0.5   # (1 - 0.5)^n < 1 % from n = 7 on
+    assert math.log(0.01) / math.log(0.5) == pytest.approx(6.64, abs=0.01)
+    assert stale_members(p, None) == ("motivated",)          # the motivated model never trained
+    assert stale_members(p, 0) == ("base", "motivated")
+    assert stale_members(p, 6) == ("base", "motivated")
+    assert stale_members(p, 7) == ("motivated",)
+    assert stale_members(p, 7, "all") == ("base", "motivated")
+    p.keep_buffers = True                                     # the base's statistics never leave it
+    assert stale_members(p, 0) == ("motivated",)
+
+
+def test_a_single_model_keeps_its_own_statistics():
+    single = pair(("resnet20",))
+    assert stale_members(single, 0) == ()
+    assert stale_members(single, 0, "all") == ("base",)
+    trainer = fm.Trainer(single, optimizer="adamw", lr=1e-2, epochs=2, bn_calibrate=32, progress=False)
+    row = trainer.fit(batches(3, 1), batches(2, 2)).epochs[-1]
+    assert row["base_bn_calibrated"] == 0 and row["bn_calibration_images"] == 0
+    assert row["base_top1"] == row["base_top1_raw"] and row["base_eval_loss"] == row["base_eval_loss_raw"]
+
+
+def test_the_calibration_sample_is_preprocessed_as_validation():
+    train, _, _ = build_loaders("digits", batch_size=32, seed=3, bn_calibrate=50)
+    sample = train.calibration_sample
+    images = torch.cat([x for x, _ in CalibrationBatches(train)])
+    labels = torch.cat([y for _, y in CalibrationBatches(train)])
+    raw = read_dataset("digits").train
+    chosen = sample_split(raw, 50, seed=3)
+    mean, std = torch.tensor(train.mean).view(1, 3, 1, 1), torch.tensor(train.std).view(1, 3, 1, 1)
+    expected = (torch.from_numpy(chosen.images).float().expand(-1, 3, -1, -1) / 255 - mean) / std
+    assert len(images) == 50 and len(set(chosen.labels.tolist())) > 5   # a random sample, not the first class
+    torch.testing.assert_close(images, expected)                        # no crop shift, no flip
+    assert torch.equal(labels, torch.from_numpy(chosen.labels))
+    assert torch.equal(images, torch.cat([x for x, _ in sample.epoch_batches(0)]))   # the same at every evaluation
+    assert not hasattr(build_loaders("digits", batch_size=32)[0], "calibration_sample")   # bn_calibrate 0: none
+    assert np.array_equal(sample_split(raw, 50, seed=3).labels, chosen.labels)
+
+
+def test_eval_interval_and_raw_figures_after_the_last_epoch(tmp_path):
+    trainer = fm.Trainer(pair(), optimizer="adamw", lr=1e-2, condition=fm.LossStreak(k=1), epochs=3,
+                         eval_interval=2, bn_calibrate=32, progress=False, output=tmp_path)
+    rows = trainer.fit(batches(4, 1), batches(2, 2)).epochs
+    assert [r["base_top1"] is not None for r in rows] == [False, True, True]
+    assert [r["base_top1_raw"] is not None for r in rows] == [False, False, True]
+    assert rows[1]["motivated_bn_calibrated"] == 1 and rows[1]["eval_s"] > 0
+    with open(tmp_path / "summary.csv") as f:
+        header, *lines = f.read().splitlines()
+    assert "base_top1_raw" in header and len(lines) == 3   # one header whichever epochs were evaluated
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["base_top1"] == rows[-1]["base_top1"] and metrics["base_top1_raw"] == rows[-1]["base_top1_raw"]
+    state = trainer.state
+    assert metrics["train_images_per_sec"] == pytest.approx(state.images / state.train_s)
+    assert metrics["eval_s"] == pytest.approx(sum(r["eval_s"] or 0 for r in rows))
+    assert 0 < metrics["train_s"] + metrics["data_s"] + metrics["eval_s"] < metrics["wall_s"]
+
+
+def test_the_best_model_of_each_member_is_kept_as_evaluated(tmp_path):
+    p = pair()
+    trainer = fm.Trainer(p, optimizer="adamw", lr=1e-2, condition=fm.LossStreak(k=1), epochs=3, bn_calibrate=32,
+                         progress=False, output=tmp_path)
+    val = batches(2, 2)
+    rows = trainer.fit(batches(4, 1), val).epochs
+    run = RunDir(tmp_path)
+    for which in p.members:
+        best = run.read_best(which)
+        tops = [r[f"{which}_top1"] for r in rows]
+        assert best["top1"] == max(tops) and best["epoch"] == tops.index(max(tops))
+        reference = fm.MotivatedPair.from_names("resnet20", "resnet32", num_classes=10).model(which)
+        reference.load_state_dict(load_file(run.best_path(which)))
+        _, top1, top5 = evaluate(reference, val)
+        assert (top1, top5) == (best["top1"], best["top5"])   # the statistics it was evaluated with
+
+
+def test_export_best_through_the_cli(tmp_path):
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "fastmotive", *map(str, args)], capture_output=True, text=True,
+                              timeout=600, check=False)
+    small = ["--arch", "resnet20:resnet32", "-b", "32", "--no-progress", "--epoch-batches", "3", "--val-batches", "1",
+             "--output", tmp_path]
+    done = cli("train", *small, "--experiment", "early", "--max-steps", "2")
+    assert done.returncode == 0, done.stderr
+    refused = cli("export", tmp_path / "early", "--best")
+    assert refused.returncode == 2 and "best_base.safetensors does not exist" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    done = cli("train", *small, "--experiment", "whole", "--epochs", "2")
+    assert done.returncode == 0, done.stderr
+    assert cli("export", tmp_path / "whole", "--best").returncode == 0
+    config = json.loads((tmp_path / "whole" / "export" / "motivated" / "config.json").read_text())
+    assert config["fastmotive"]["bn_calibration"]["best"]["motivated"] == RunDir(tmp_path / "whole").read_best(
+        "motivated")
