@@ -27,7 +27,7 @@ def trainer_for(arch: str, smoothing: float) -> fm.Trainer:
                       smoothing=smoothing, no_progress=True, log_interval=10**9)
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="resnet20:resnet32")
     parser.add_argument("--img-size", type=int, default=32)
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="training steps per timed epoch")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     loader = make_loader(args.steps, args.batch_size, args.img_size, DEVICE)
     config = settings.replace(settings.TrainConfig(), **RECIPE_V)
     runs = {"crop + flip": (loader, trainer_for(args.arch, 0.0)),

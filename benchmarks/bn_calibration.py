@@ -46,15 +46,16 @@ def calibration_time(pair, batches, images: int, rounds: int) -> list[float]:
     return times
 
 
-def main() -> None:
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default=ARCH, help="the pair calibrated and trained")
     parser.add_argument("--images", type=int, nargs="+", default=[256, 512, 2000])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--img-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", default=None)
-    args = parser.parse_args()
-    pair, _ = build_pair_and_plain(ARCH, DEVICE)
+    args = parser.parse_args(argv)
+    pair, _ = build_pair_and_plain(args.arch, DEVICE)
     trainer = fm.Trainer(pair, optimizer="adamw", lr=LR, weight_decay=WEIGHT_DECAY, progress=False)
     loader = make_loader(max(args.images) // args.batch_size + 1, args.batch_size, args.img_size, DEVICE)
     images, labels = next(iter(loader.epoch_batches(0)))
@@ -65,8 +66,8 @@ def main() -> None:
         for n in args.images:
             calibrations[n] += calibration_time(pair, CalibrationBatches(loader), n, 1)
     step_s = quantiles(steps)["median"]
-    result = {"machine": machine_info(DEVICE), "arch": ARCH, "batch_size": args.batch_size, "img_size": args.img_size,
-              "base_step_s": quantiles(steps), "calibration_s": {}, "share_of_epoch": {}}
+    result = {"machine": machine_info(DEVICE), "arch": args.arch, "batch_size": args.batch_size,
+              "img_size": args.img_size, "base_step_s": quantiles(steps), "calibration_s": {}, "share_of_epoch": {}}
     for n, samples in calibrations.items():
         result["calibration_s"][n] = quantiles(samples)
         for split, size in SPLITS.items():

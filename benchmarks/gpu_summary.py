@@ -36,8 +36,12 @@ def rows_of(folder: Path) -> tuple[list[tuple[str, str, str, str]], dict]:
 
     status = load(folder, "steps.json") or {}
     summary["steps"] = status
-    for step, rc in status.items():
-        rows.append((f"step: {step}", "ok" if rc == 0 else f"exit {rc}", "", "" if rc == 0 else "FAILED"))
+    for step, s in status.items():
+        s = s if isinstance(s, dict) else {"rc": s}   # older files: {step: exit code}
+        rc, shown = s["rc"], f"{s.get('seconds', 0):.0f} s"
+        verdict = "" if rc == 0 else "SKIPPED" if rc == 125 else "STOPPED" if rc == 124 else "FAILED"
+        rows.append((f"step: {step}", f"ok, {shown}" if rc == 0 else f"exit {rc}, {shown}", "",
+                     f"{verdict} {s.get('note', '')}".strip()))
 
     latency = load(folder, "switch_latency.json") or {}
     switch = latency.get("switches", []) if isinstance(latency, dict) else latency   # older files: a list

@@ -344,7 +344,6 @@ def main(argv=None) -> dict:
                     "args": vars(args), "targets": TARGETS}
     load_before = os.getloadavg()[0]
     save = (lambda: write_json(result, args.json)) if args.json else (lambda: None)
-    signal.signal(signal.SIGTERM, _stop)   # `timeout` stops a step with SIGTERM: keep what was measured
     pair = None
     if "training" in parts:
         result["training"] = {}
@@ -369,4 +368,5 @@ def _stop(signum, frame):
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _stop)   # `timeout` stops the script with SIGTERM: keep what was measured
     main()

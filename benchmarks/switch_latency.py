@@ -133,10 +133,20 @@ def main(argv=None):
     backends = args.backends or (["triton", "torch", "naive"] if device.type == "cuda" else ["torch", "naive"])
     if "triton" in backends and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("the triton backend needs CUDA (or TRITON_INTERPRET=1, far too slow to time)")
-    records = []
+    records, host = [], []
+
+    def save():   # after each figure: a run stopped at its time limit keeps what it measured
+        if args.json:
+            os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+            with open(args.json + ".tmp", "w") as f:
+                json.dump({"switches": records, "host_overhead": host}, f, indent=1)
+            os.replace(args.json + ".tmp", args.json)
     for spec in args.pairs:
         records += bench_pair(spec, device, backends, args.repeats, args.num_classes)
-    host = [host_overhead(spec, args.num_classes) for spec in args.pairs]
+        save()
+    for spec in args.pairs:
+        host.append(host_overhead(spec, args.num_classes))
+        save()
     header = f"{'pair':44} {'backend':7} {'median us':>10} {'p20-p80 us':>17} {'MB':>7} {'GB/s':>6} {'x floor':>7} {'x naive':>8}"
     print(f"device: {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else os.cpu_count()} "
           f"{'' if device.type == 'cuda' else 'CPU cores'}), torch {torch.__version__}")
@@ -152,10 +162,6 @@ def main(argv=None):
     for h in host:
         print(f"{h['pair']:44} switch_to host time, copy stubbed: {h['host_us_stubbed']:.2f} us "
               f"(guard on every switch: {h['host_us_stubbed_guard_every_switch']:.2f} us)")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump({"switches": records, "host_overhead": host}, f, indent=1)
     return records
 
 

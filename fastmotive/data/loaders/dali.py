@@ -6,12 +6,21 @@ crop, resize, flip and normalize run there; array data is fed from host memory a
 (``device_id=None``) on ``num_threads`` DALI threads; CI runs that one.
 
 All inputs enter through ``fn.external_source``: per batch the sample data (gathered uint8 arrays or the
-encoded file bytes) and the augmentation parameters of the epoch plan (`_plan.py`), so DALI's own random
-generators are never used and every loader sees the same order, crops and flips. A pass builds a fresh
-pipeline (about 5 ms on the CPU), which makes resuming at any batch exact and leaves no prefetched state
-behind when a pass is abandoned. The ``DALIGenericIterator`` hands torch tensors on the pipeline's device.
-Arrays resized with ``img_size`` leave the pipeline as uint8 and are resized and normalized per batch on the
-device, as in the tensor loader.
+encoded file bytes) and the augmentation parameters of the epoch plan (`epoch_plan.py`), so DALI's own random
+generators are never used and every loader sees the same order, crops and flips.
+
+A loader builds its pipeline once, on its first pass, and feeds it per pass: the external source reads the
+batches of the pass in flight (`_Feed`), so a pass at (epoch, start_batch) gets exactly that epoch's batches from
+that batch on. A pass that ends early (calibration reads a few batches; `--epoch-batches`) is drained when its
+generator closes: the source stops, the at most ``_PREFETCH`` batches DALI prepared ahead are discarded, and the
+pipeline is reset for the next pass. Passes that overlap each take their own pipeline; one that failed is
+dropped, never reused.
+
+The pipeline is driven with ``schedule_run`` / ``share_outputs``, not ``DALIGenericIterator``: the iterator's
+``LastBatchPolicy.PARTIAL`` needs ``size`` or ``reader_name`` and is otherwise silently FILL. Here a batch is
+exactly the source's batch: the plan's, the last validation batch partial, no sample padded or repeated.
+Outputs become torch tensors through DLPack on the pipeline's device. Arrays resized with ``img_size`` leave the
+pipeline as uint8 and are resized and normalized per batch on the device, as in the tensor loader.
 """
 from __future__ import annotations
 
@@ -102,8 +111,7 @@ class DaliLoader(EpochLoader):
             self._channels = split.images.shape[1]
             self._size = split.images.shape[2:]
         self._recent: collections.deque = collections.deque(maxlen=_PREFETCH + 2)  # file lists in flight
-
-
+        self._idle: list = []  # (pipeline, feed) with no pass in flight: built once, reused by every pass
 
     def epoch_batches(self, epoch: int, start_batch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches ``start_batch..`` of ``epoch``: float32 [B, 3, H, W] normalized, int64 [B], on the device."""
@@ -112,37 +120,26 @@ class DaliLoader(EpochLoader):
 
     # ----------------------------------------------------------------------------------------------------
 
-    def _array_source(self, plan, start_batch):
-        batches = iter(range(start_batch, len(plan)))
+    def _array_batch(self, plan, b):
+        s = plan.batch(b)
+        index = plan.index[s]
         span = 2 * PAD
+        # The host side only gathers the samples (one numpy copy); DALI crops, flips and normalizes.
+        return (self._images[index], ((plan.dx[s] + PAD) / span).astype(np.float32),
+                ((plan.dy[s] + PAD) / span).astype(np.float32), plan.flip[s].astype(np.int32),
+                self._split.labels[index])
 
-        def source():
-            b = next(batches)  # StopIteration ends DALI's epoch
-            s = plan.batch(b)
-            index = plan.index[s]
-            # The host side only gathers the samples (one numpy copy); DALI crops, flips and normalizes.
-            return (self._images[index], ((plan.dx[s] + PAD) / span).astype(np.float32),
-                    ((plan.dy[s] + PAD) / span).astype(np.float32), plan.flip[s].astype(np.int32),
-                    self._split.labels[index])
-        return source
-
-    def _file_source(self, plan, start_batch):
-        batches = iter(range(start_batch, len(plan)))
-        files = self._split.files
-
-        def source():
-            b = next(batches)
-            s = plan.batch(b)
-            index = plan.index[s]
-            names = [files[i] for i in index]
-            self._recent.append(names)
-            data = [np.fromfile(f, dtype=np.uint8) for f in names]
-            if plan.box is None:  # validation: no augmentation parameters
-                return data, self._split.labels[index]
-            box = plan.box[s]
-            return (data, np.ascontiguousarray(box[:, :2]), np.ascontiguousarray(box[:, 2:]),
-                    plan.flip[s].astype(np.int32), self._split.labels[index])
-        return source
+    def _file_batch(self, plan, b):
+        s = plan.batch(b)
+        index = plan.index[s]
+        names = [self._split.files[i] for i in index]
+        self._recent.append(names)
+        data = [np.fromfile(f, dtype=np.uint8) for f in names]
+        if plan.box is None:  # validation: no augmentation parameters
+            return data, self._split.labels[index]
+        box = plan.box[s]
+        return (data, np.ascontiguousarray(box[:, :2]), np.ascontiguousarray(box[:, 2:]),
+                plan.flip[s].astype(np.int32), self._split.labels[index])
 
     def _pipeline(self, source):
         from nvidia.dali import fn, types
@@ -150,7 +147,7 @@ class DaliLoader(EpochLoader):
 
         gpu = self._device_id is not None
         pipe = Pipeline(batch_size=self.batch_size, num_threads=self._num_threads, device_id=self._device_id,
-                        seed=self.seed, prefetch_queue_depth=_PREFETCH)
+                        seed=self.seed, prefetch_queue_depth=_PREFETCH, exec_dynamic=True)
         with pipe:
             if self._files:
                 s = self._img_size
@@ -185,33 +182,59 @@ class DaliLoader(EpochLoader):
                                              std=[1.0] * 3 if resized else self._std,
                                              dtype=types.UINT8 if resized else types.FLOAT, output_layout="CHW")
             pipe.set_outputs(x, labels)
+        pipe.build()
         return pipe
 
-    def _batches(self, plan, start_batch):
-        from nvidia.dali.plugin.pytorch import DALIGenericIterator, LastBatchPolicy
+    def _take_pipeline(self) -> tuple:
+        """An idle (pipeline, feed), or a new one when none is idle (the first pass, or passes overlapping)."""
+        if self._idle:
+            return self._idle.pop()
+        feed = _Feed()
+        return self._pipeline(feed), feed
 
+    def _batches(self, plan, start_batch):
         if start_batch >= len(plan):
             return
-        source = (self._file_source if self._files else self._array_source)(plan, start_batch)
+        make = self._file_batch if self._files else self._array_batch
+        pipe, feed = self._take_pipeline()
+        feed.batches = (make(plan, b) for b in range(start_batch, len(plan)))
         self._recent.clear()
-        pipe = self._pipeline(source)
-        pipe.build()
-        it = DALIGenericIterator([pipe], ["images", "labels"], last_batch_policy=LastBatchPolicy.PARTIAL,
-                                 auto_reset=False, prepare_first_batch=False)
+        clean = False  # the pipeline can serve the next pass: this one ended, or was drained, without an error
+        try:
+            pipe.schedule_run()
+            while (out := self._next_output(pipe)) is not None:
+                yield self._to_torch(*out)
+            clean = True
+        except GeneratorExit:  # closed early: discard what DALI prepared ahead
+            clean = _drain(pipe, feed)
+            raise
+        finally:  # after an error the pipeline's state is unknown: it is dropped, never reused
+            if clean:
+                pipe.reset()
+                if not self._idle:  # one idle pipeline is enough; an overlapping pass's extra one is dropped
+                    self._idle.append((pipe, feed))
+
+    def _next_output(self, pipe):
+        """The next (images, labels) as DALI tensors, or None at the end of the pass; the next run scheduled."""
+        try:
+            x, y = pipe.share_outputs()
+        except StopIteration:
+            return None
+        except RuntimeError as e:
+            if self._files:
+                self._raise_decode_error(e)
+            raise
+        x, y = x.as_tensor(), y.as_tensor()
+        pipe.release_outputs()  # the DLPack views stay valid (dynamic executor); the buffers go back to DALI
+        pipe.schedule_run()
+        return x, y
+
+    def _to_torch(self, x, y):
         non_blocking = self.device.type == "cuda"
-        while True:
-            try:
-                out = next(it)[0]
-            except StopIteration:
-                return
-            except RuntimeError as e:
-                if self._files:
-                    self._raise_decode_error(e)
-                raise
-            x = out["images"].to(self.device, non_blocking=non_blocking)
-            if self._resize_to is not None:
-                x = resize_batch(x, self._resize_to).float().mul_(self._scale).add_(self._bias)
-            yield x, out["labels"].to(self.device, non_blocking=non_blocking)
+        x = _from_dali(x, self._device_id).to(self.device, non_blocking=non_blocking)
+        if self._resize_to is not None:
+            x = resize_batch(x, self._resize_to).float().mul_(self._scale).add_(self._bias)
+        return x, _from_dali(y, self._device_id).to(self.device, non_blocking=non_blocking)
 
     def _raise_decode_error(self, err: RuntimeError):
         """DALI reports a failed decode without the file name: find it among the batches in flight."""
@@ -230,3 +253,35 @@ class DaliLoader(EpochLoader):
                             + f"; {DAMAGED_INSIDE}") from err
         raise DataError(f"DALI failed on a batch of files {self._recent[-1][:5] if self._recent else []}...: "
                         f"{str(err).splitlines()[0] if str(err) else err!r}") from err
+
+
+class _Feed:
+    """The pipeline's external source: one call per batch of the pass in flight; StopIteration ends the pass."""
+
+    def __init__(self):
+        self.batches = iter(())
+
+    def __call__(self):
+        return next(self.batches)
+
+
+def _drain(pipe, feed) -> bool:
+    """Stop the source and discard the batches DALI prepared ahead; False when that fails (drop the pipeline)."""
+    feed.batches = iter(())
+    try:
+        while True:
+            pipe.share_outputs()
+            pipe.release_outputs()
+            pipe.schedule_run()
+    except StopIteration:
+        return True
+    except Exception:  # a prefetched batch failed: the pipeline is not reused
+        return False
+
+
+def _from_dali(tensor, device_id: int | None) -> torch.Tensor:
+    """A DALI tensor as a torch tensor sharing its memory (DLPack), on GPU ``device_id`` or the CPU."""
+    if device_id is None:
+        return torch.from_dlpack(tensor)
+    with torch.cuda.device(device_id):
+        return torch.from_dlpack(tensor)
