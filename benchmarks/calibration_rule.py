@@ -22,30 +22,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from _common import machine_info, write_json  # noqa: E402
 
-from fastmotive.data import read_dataset  # noqa: E402
+from fastmotive.config import settings  # noqa: E402
 from fastmotive.run.saved import open_run  # noqa: E402
-from fastmotive.testing import write_array_folder  # noqa: E402
 from fastmotive.training.evaluation import CalibrationBatches, calibration_images, evaluate_pair  # noqa: E402
 
-COMMON = ["-b", "64", "--epochs", "3", "--no-progress", "--bn-calibrate", "0"]   # training never calibrates
+COMMON = ["-b", "64", "--no-progress", "--bn-calibrate", "0"]   # training never calibrates
 DATASETS = {   # name: flags; the folder is written from Fashion-MNIST by `folder_data`
     "digits": ["--dataset", "digits"],
-    "fashion_mnist": ["--dataset", "fashion_mnist", "--epoch-batches", "47", "--val-batches", "16"],
+    "fashion_mnist": ["--dataset", "fashion_mnist", "--epoch-batches", "24", "--val-batches", "16"],
     "folder": ["--dataset", "folder", "--img-size", "32"],
 }
 
 
-def folder_data(work: Path, train: int = 3000, val: int = 1000) -> Path:
-    """Real Fashion-MNIST images as an image folder, resized to 32 px (the layout of benchmarks/vs_timm.py)."""
-    root = work / "fmnist-folder"
-    if not (root / "val").is_dir():
-        raw = read_dataset("fashion_mnist")
-        write_array_folder(root, raw.train, train, "train", size=32)
-        write_array_folder(root, raw.val, val, "val", size=32)
-    return root
+def folder_data(work: Path, train: int = 1500, val: int = 500) -> Path:
+    """Real Fashion-MNIST images as a 32 px image folder, written as benchmarks/vs_timm.py writes its own."""
+    from vs_timm import write_folder
+    return write_folder(work, train, val, 32)[0]
 
 
 def train(out: Path, name: str, args: list[str]) -> Path:
+    """One run through the CLI, reused when it has finished."""
     run = out / name
     if not (run / "metrics.json").exists():
         cmd = [sys.executable, "-m", "fastmotive", "train", *args, *COMMON, "--output", str(out), "--experiment", name]
@@ -58,9 +54,10 @@ def train(out: Path, name: str, args: list[str]) -> Path:
 def three_ways(run_dir: Path, images: int | None) -> dict:
     """Every model raw, calibrated from the validation-preprocessed sample and from training batches."""
     run = open_run(run_dir)
-    count = run.config.bn_calibrate if images is None else images
-    train_loader, val, info = run.open_data(count or None)
-    count = calibration_images(count or None, info.train_size)
+    # trained with 0; None: the default count; "val": the train loader carries the validation-preprocessed sample
+    run.config = settings.replace(run.config, bn_calibrate=images, bn_calibrate_from="val")
+    train_loader, val, info = run.open_data()
+    count = calibration_images(images, info.train_size)
     val = run.validation(val)
     members = run.pair.members
     evaluation = evaluate_pair(run.pair, val, CalibrationBatches(train_loader), count)
@@ -79,18 +76,21 @@ def main(argv=None) -> dict:
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--work", default="benchmarks/results/calibration_rule")
     p.add_argument("--images", type=int, default=None, help="calibration images (default: the run's default)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--pair-args", default="", help="more train flags for X-Y, e.g. '--growth-init identity'")
     p.add_argument("--json", default="benchmarks/results/calibration_rule.json")
     args = p.parse_args(argv)
     work = Path(args.work)
     base, motivated = args.arch.split(":")
-    result = {"machine": machine_info(torch.device("cpu")), "arch": args.arch, "flags": COMMON, "datasets": {}}
+    result = {"machine": machine_info(torch.device("cpu")), "arch": args.arch, "flags": COMMON, "epochs": args.epochs,
+              "datasets": {}}
     for dataset in args.datasets.split(","):
-        flags = list(DATASETS[dataset])
+        flags = [*DATASETS[dataset], "--epochs", str(args.epochs)]
         if dataset == "folder":
             flags += ["--data-dir", str(folder_data(work))]
         out, t0, rows = work / dataset, time.perf_counter(), {}
-        for row, arch in (("X-C", base), ("Y-C", motivated), ("X-Y", args.arch)):
-            rows[row] = three_ways(train(out, row, ["--arch", arch, *flags]), args.images)
+        for row, arch, extra in (("X-C", base, []), ("Y-C", motivated, []), ("X-Y", args.arch, args.pair_args.split())):
+            rows[row] = three_ways(train(out, row, ["--arch", arch, *flags, *extra]), args.images)
         result["datasets"][dataset] = {"flags": flags, "rows": rows, "wall_s": time.perf_counter() - t0}
         print(dataset, {row: {m: (v["raw"], v["calibrated_eval_preprocessing"], v["calibrated_train_augmentation"],
                                   v["rule_calibrates"]) for m, v in r.items() if isinstance(v, dict)}

@@ -104,21 +104,3 @@ def write_image_folder(root, classes: int = 3, per_class: int = 4, val_per_class
                     im.save(d / f"{i:05d}.jpg", quality=quality)
     return root
 
-
-def write_array_folder(root, split, count: int, name: str = "train", size: int | None = None,
-                       seed: int = 0) -> Path:
-    """``root/<name>/class<k>/<i>.png``: a seeded random `count` images of an array `split` (real data, e.g.
-    `read_dataset("fashion_mnist").train`) as an image folder, RGB, resized to `size` when given."""
-    from PIL import Image
-
-    root = Path(root)
-    index = np.random.default_rng(seed).permutation(len(split.labels))[:count]
-    for i in index:
-        image = split.images[i]
-        im = Image.fromarray(image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)).convert("RGB")
-        if size is not None:
-            im = im.resize((size, size), Image.BILINEAR)
-        folder = root / name / f"class{int(split.labels[i])}"
-        folder.mkdir(parents=True, exist_ok=True)
-        im.save(folder / f"{i:06d}.png")
-    return root

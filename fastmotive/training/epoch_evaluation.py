@@ -34,7 +34,8 @@ class EpochEvaluation:
         """Every evaluation column of this pair, unmeasured."""
         members = self.pair.members
         return {**{f"{m}_{f}{s}": None for s in ("", "_raw") for m in members for f in FIGURES},
-                **{f"{m}_bn_calibrated": None for m in members}, "bn_calibration_images": None, "eval_s": None}
+                **{f"{m}_bn_calibrated": None for m in members}, "bn_calibration_images": None, "calibration_s": None,
+                "eval_s": None}
 
     def due(self, epoch: int, epochs: int) -> bool:
         return self.val_batches is not None and (epoch == epochs - 1 or (epoch + 1) % self.config.eval_interval == 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 
 import torch
 import torch.nn.functional as F
@@ -74,9 +75,10 @@ def _base_window(model: nn.Module) -> float:
     momenta = {bn.momentum for bn in batchnorm_layers(model)}
     if not momenta:
         return 0
-    if None in momenta:   # cumulative averages never forget
+    if None in momenta or min(momenta) <= 0:   # cumulative averages (or frozen ones) never forget
         return math.inf
-    return math.log(STALE_SHARE) / math.log(1 - min(momenta))
+    slowest = min(momenta)
+    return 1 if slowest >= 1 else math.log(STALE_SHARE) / math.log(1 - slowest)
 
 
 @torch.no_grad()
@@ -127,7 +129,8 @@ def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, 
     """Every member evaluated once, with the statistics it ships with: calibrated from `images` images of
     `calibration_batches` when it is one of `calibrate` (default: every member) and `images` > 0, else its own.
 
-    The row: ``{model}_eval_loss/top1/top5``, ``{model}_bn_calibrated`` (1 or 0) and ``bn_calibration_images``;
+    The row: ``{model}_eval_loss/top1/top5``, ``{model}_bn_calibrated`` (1 or 0), ``bn_calibration_images`` and
+    ``calibration_s`` (the time calibration took);
     with `raw`, ``..._raw`` with the statistics as they are too (a second evaluation for a calibrated model only).
     `on_evaluated(name, model, figures)` is called while the model holds the statistics it was evaluated with
     (they are restored afterwards).
@@ -135,14 +138,16 @@ def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, 
     With `dist` (several processes; call on every rank with its shards of the validation and calibration
     batches) the figures are those of the whole split on every rank (`evaluate`, `calibrate_bn`). The raw
     figures use each rank's own running statistics: make them identical first (`Distributed.reduce_bn`)."""
-    row, members = {"bn_calibration_images": 0}, getattr(pair, "members", MODELS)
+    row, members = {"bn_calibration_images": 0, "calibration_s": 0.0}, getattr(pair, "members", MODELS)
     calibrate = members if calibrate is None else calibrate
     for name in members:
         model = pair.model(name)
         fwd = forward[name] if forward else model
         shipped = calibrated(model, calibration_batches, images, dist) if images and name in calibrate else \
             contextlib.nullcontext(Calibration(0, 0))
-        with shipped as used:
+        start = time.perf_counter()
+        with shipped as used:   # entering it calibrates
+            row["calibration_s"] += time.perf_counter() - start
             figures = evaluate(model, val_batches, fwd, dist)
             if on_evaluated is not None:
                 on_evaluated(name, model, figures)

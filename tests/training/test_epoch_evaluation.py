@@ -126,3 +126,13 @@ def test_export_best_through_the_cli(tmp_path):
     config = json.loads((tmp_path / "whole" / "export" / "motivated" / "config.json").read_text())
     assert config["fastmotive"]["bn_calibration"]["best"]["motivated"] == RunDir(tmp_path / "whole").read_best(
         "motivated")
+
+
+def test_bn_calibrate_from_chooses_the_sample():
+    from fastmotive.config.train_config import TrainConfig
+    from fastmotive.run.parts import open_data
+    augmented, _, _ = open_data(TrainConfig(bn_calibrate=40), torch.device("cpu"))
+    assert CalibrationBatches(augmented).preprocessing == "training augmentation"
+    plain, _, _ = open_data(TrainConfig(bn_calibrate=40, bn_calibrate_from="val"), torch.device("cpu"))
+    assert CalibrationBatches(plain).preprocessing == "validation"
+    assert sum(len(y) for _, y in CalibrationBatches(plain)) == 40
