@@ -118,7 +118,7 @@ def build(variant: str, world: int, args):
                 for m in MODELS}
         return plain, forward, opts, None
     models = {m: pair.model(m) for m in MODELS}
-    opts = {m: create_optimizer("sgd", pair.segment(m), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
+    opts = {m: create_optimizer("momentum", pair.segment(m), lr=LR, momentum=MOMENTUM, weight_decay=0.0)
             for m in MODELS}
     overlap = {m: OverlappedAverager(pair, m, world) for m in MODELS} if variant == "arena_overlap" else None
     return models, models, opts, (pair, overlap)

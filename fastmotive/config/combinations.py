@@ -16,6 +16,9 @@ def check_combinations(config) -> None:
                        "run would end before the learning rate reaches --lr")
     if config.sched == "cosine" and config.min_lr > config.lr:
         clashes.append(f"--min-lr {config.min_lr} is above --lr {config.lr}")
+    if OPTIMIZERS[config.opt].defaults.get("nesterov") and config.momentum == 0:
+        clashes.append(f"--opt {config.opt} is SGD with Nesterov momentum (timm's name), which needs --momentum "
+                       "above 0; for plain SGD give --opt momentum --momentum 0")
     if clashes:
         raise ConfigError("; ".join(clashes))
 
@@ -24,6 +27,7 @@ def check_effective(config, explicit, *, single_model: bool, world_size: int) ->
     """Refuse flags given on the command line (`explicit`) that this run would not use."""
     takes = OPTIMIZERS[config.opt].takes
     unused = {   # setting -> why it has no effect here, when given
+        "momentum": "momentum" not in takes and f"--opt {config.opt} has no momentum",
         "opt_eps": "eps" not in takes and f"--opt {config.opt} has no epsilon",
         "opt_betas": "betas" not in takes and f"--opt {config.opt} has no betas",
         "warmup_prefix": config.sched != "step" and f"--sched {config.sched} decays over the whole run "
@@ -42,8 +46,14 @@ def check_effective(config, explicit, *, single_model: bool, world_size: int) ->
 
 
 def check_data_effective(explicit, dataset_is_folder: bool) -> None:
-    """--scale and --ratio shape the random-resized crops of image folders only."""
+    """--scale and --ratio shape the random-resized crops of image folders only; --skip-bad-images skips their
+    undecodable files."""
+    if dataset_is_folder:
+        return
     given = [BY_NAME[n].flag for n in ("scale", "ratio") if n in explicit]
-    if given and not dataset_is_folder:
+    if given:
         raise ConfigError(f"{' and '.join(given)} would change nothing: random-resized crops are taken from "
                           "image folders only (--dataset folder); array datasets are padded and cropped (drop them)")
+    if "skip_bad_images" in explicit:
+        raise ConfigError("--skip-bad-images would change nothing: only image folders (--dataset folder) hold "
+                          "files that can fail to decode (drop it)")

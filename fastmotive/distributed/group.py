@@ -182,6 +182,17 @@ class Distributed:
                                    "the ranks diverge (a rank-dependent update, a non-deterministic kernel, "
                                    "bad memory); the job stops before it trains on")
 
+    def agree_signal(self, signum: int, step: int | None = None) -> int:
+        """The largest signal number any rank has received (0: none), the same on every rank: one all-reduce of
+        one int64 on the CPU (gloo; no GPU sync), so that a stop requested on any rank stops every rank after the
+        same step. The launcher signals each worker, but each reads the signal at its own point in a step."""
+        if not self.enabled:
+            return signum
+        flag = torch.tensor([signum], dtype=torch.int64)
+        with self._collective("the stop agreement", step):
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return int(flag.item())
+
     # -- BatchNorm and small reductions ----------------------------------------------------------------
     def reduce_bn(self, modules: nn.Module | Iterable[nn.Module], mode: str = "reduce") -> None:
         """timm's ``distribute_bn``: every BatchNorm's running mean and variance averaged over ranks ("reduce")

@@ -50,6 +50,17 @@ def finetune_config(base, finetune: dict, folder: Path, row: str, seed: int, tar
                             output=str(target_folder(folder, target)), experiment=f"{row}-s{seed}", resume=None)
 
 
+def check_target(config) -> None:
+    """Read the fine-tune dataset once, before any training: an unknown --to, or a --to-data-dir that does not hold
+    it, is refused now, not after the source runs have trained for hours."""
+    from fastmotive.data import DataError, read_dataset
+    try:
+        read_dataset(config.dataset, config.data_dir, config.skip_bad_images)
+    except DataError as exc:
+        given = f" --to-data-dir {config.data_dir}" if config.data_dir else ""
+        raise ExperimentError(f"--to {config.dataset}{given}: {exc}") from exc
+
+
 def transfer(base, seeds: list[int], target: str, target_dir: str | None = None,
              finetune: dict | None = None) -> dict | None:
     """Train (or reuse, or resume) the source runs X-C and X-Y of each seed, fine-tune both bases on `target`,
@@ -67,7 +78,8 @@ def transfer(base, seeds: list[int], target: str, target_dir: str | None = None,
         The summary written to transfer.json, or None when a run was interrupted (rerun to continue).
 
     Raises:
-        ExperimentError: no seeds, a pair arch missing, or a run folder made with other settings.
+        ExperimentError: no seeds, a pair arch missing, a run folder made with other settings, or a target dataset
+            that cannot be read (before anything is trained).
     """
     if not seeds:
         raise ExperimentError("transfer needs at least one seed (--seeds N with N >= 1)")
@@ -86,6 +98,7 @@ def transfer(base, seeds: list[int], target: str, target_dir: str | None = None,
     for configs in runs.values():   # refuse a folder of other settings before training anything
         for config in configs.values():
             check_settings(config, this=THIS)
+    check_target(runs[seeds[0]]["Mot"])
     source_settings = {k: v for k, v in settings.record(base).items() if k not in ("seed", "resume")}
     write_settings(into, "transfer", {"seeds": list(seeds), "target": target, "target_data_dir": target_dir,
                                       "source_folder": str(folder), "source_settings": source_settings},

@@ -6,7 +6,8 @@ packed in one flat segment, so an update is a handful of in-place ops on 1-D ten
 over the model's tensors. The arithmetic is the single-tensor path of each reference, op for op,
 so a segment follows the reference bit for bit (tests/optim/test_optim.py):
 
-- ``sgd``: ``torch.optim.SGD`` (momentum, dampening 0, nesterov, L2 weight decay added to the grad).
+- ``sgd`` (alias ``nesterov``), ``momentum``: ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added
+  to the grad), with Nesterov momentum (``sgd``) or classical momentum (``momentum``), as timm names them.
 - ``adamw``: ``torch.optim.AdamW`` (decoupled weight decay).
 - ``rmsprop``: ``torch.optim.RMSprop`` (eps outside the sqrt, centered=False).
 - ``rmsproptf``: ``timm.optim.RMSpropTF`` (eps inside the sqrt, square_avg starts at ones,
@@ -43,8 +44,8 @@ __all__ = [
 
 
 def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: float,
-                     momentum: float = 0.9, nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999),
-                     eps: float | None = None, alpha: float = 0.99, decay_1d: bool = False,
+                     momentum: float = 0.9, nesterov: bool | None = None, betas: tuple[float, float] = (0.9, 0.999),
+                     eps: float | None = None, alpha: float | None = None, decay_1d: bool = False,
                      no_weight_decay: Collection[str] = (), **extra) -> ArenaOptimizer:
     """Create the optimizer `name` on `segment`.
 
@@ -52,16 +53,17 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
     factory drops them.
 
     Args:
-        name: one of OPTIMIZERS: "sgd", "adamw", "rmsprop", "rmsproptf", "lamb".
+        name: one of OPTIMIZERS: "sgd", "momentum", "nesterov", "adamw", "rmsprop", "rmsproptf", "lamb".
         segment: the model's segment; its state rows must hold OPTIMIZERS[name].state_rows in that order.
         lr: the initial learning rate; validated here, each step takes the schedule's lr.
         weight_decay: L2 penalty (sgd, rmsprop, rmsproptf, lamb) or decoupled decay (adamw); required, no
             default here: its default is the one in fastmotive.config.settings.
         momentum: sgd, rmsprop, rmsproptf.
-        nesterov: sgd.
+        nesterov: sgd, momentum, nesterov; None takes the name's (timm's): True for sgd and nesterov, False for
+            momentum.
         betas: adamw, lamb.
         eps: adamw, rmsprop, rmsproptf, lamb; None takes OPTIMIZERS[name].defaults["eps"].
-        alpha: smoothing constant of rmsprop and rmsproptf.
+        alpha: smoothing constant of rmsprop and rmsproptf; None takes timm's 0.9.
         decay_1d: also decay 1-D tensors and biases (timm excludes them by default).
         no_weight_decay: fnmatch patterns of slot names never decayed (timm's model.no_weight_decay()).
         **extra: lamb only: max_grad_norm (None disables clipping), trust_clip, always_adapt.
@@ -81,6 +83,8 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
             f"optimizer {name!r} takes no argument(s) {', '.join(unknown)}; its extra arguments are: "
             f"{', '.join(info.extra) or 'none'}")
     eps = info.defaults.get("eps") if eps is None else eps
+    nesterov = info.defaults.get("nesterov", False) if nesterov is None else nesterov
+    alpha = info.defaults.get("alpha", 0.9) if alpha is None else alpha
     problems = [f"{label}={value} must be {rule}" for label, value, ok, rule in (
         ("lr", lr, lr >= 0, ">= 0"),
         ("weight_decay", weight_decay, weight_decay >= 0, ">= 0"),

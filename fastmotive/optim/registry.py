@@ -6,16 +6,23 @@ from fastmotive.optim.info import OptimInfo
 from fastmotive.optim.timm_ports import Lamb, RMSpropTF
 from fastmotive.optim.torch_ports import SGD, AdamW, RMSprop
 
+# The names and defaults are timm's (timm.optim._optim_factory), so `--opt NAME` means what it means in timm's
+# train.py: `sgd` (and its alias `nesterov`) is SGD with Nesterov momentum, `momentum` is classical momentum,
+# both RMSprops smooth with alpha 0.9 (torch's own RMSprop default is 0.99).
 OPTIMIZERS: dict[str, OptimInfo] = {
-    "sgd": OptimInfo("sgd", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": False},
+    "sgd": OptimInfo("sgd", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": True},
                      takes=("momentum", "nesterov")),
+    "momentum": OptimInfo("momentum", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": False},
+                          takes=("momentum", "nesterov")),
+    "nesterov": OptimInfo("nesterov", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": True},
+                          takes=("momentum", "nesterov")),
     "adamw": OptimInfo("adamw", AdamW, ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8},
                        takes=("betas", "eps")),
     "rmsprop": OptimInfo("rmsprop", RMSprop, ("square_avg", "momentum_buffer"),
-                         {"alpha": 0.99, "eps": 1e-8, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
+                         {"alpha": 0.9, "eps": 1e-8, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
     # timm's RMSpropTF class default eps is 1e-10 (inside the sqrt)
     "rmsproptf": OptimInfo("rmsproptf", RMSpropTF, ("square_avg", "momentum_buffer"),
-                           {"alpha": 0.99, "eps": 1e-10, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
+                           {"alpha": 0.9, "eps": 1e-10, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
     "lamb": OptimInfo("lamb", Lamb, ("exp_avg", "exp_avg_sq"),
                       {"betas": (0.9, 0.999), "eps": 1e-6, "max_grad_norm": 1.0, "trust_clip": False,
                        "always_adapt": False}, takes=("betas", "eps"),

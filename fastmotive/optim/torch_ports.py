@@ -22,7 +22,7 @@ class SGD(SegmentOptimizer):
                  momentum: float, nesterov: bool,
                  decay_1d: bool, no_weight_decay: Collection[str]):
         if nesterov and momentum <= 0:
-            raise ValueError(f"sgd: nesterov=True needs momentum > 0, got momentum={momentum}")
+            raise ValueError(f"{info.name}: Nesterov momentum needs momentum > 0, got momentum={momentum}")
         super().__init__(segment, info, weight_decay, decay_1d, no_weight_decay)
         self.momentum = momentum
         self.nesterov = nesterov

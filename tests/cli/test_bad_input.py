@@ -34,6 +34,15 @@ Bad inputs tried and what they get (each row is a case below):
 | a `last.pt` holding a pickle payload | refused, nothing run, no advice to load it anyway |
 | `--resume` of a run killed before its first checkpoint | trains it from its start with its recorded settings |
 | `--resume DIR --epochs N` on a finished run | extends it (N above the recorded epochs; fewer is refused) |
+| kill -9 of the `--nproc 2` launcher (`tests/distributed/test_launcher.py`, slow) | no worker alive 5 s later (each asked the kernel for SIGKILL when its parent dies) |
+| SIGINT / SIGTERM to the `--nproc 2` launcher, SIGTERM to one worker alone (the same file) | every rank stops after the same step, checkpoint written, lock released, exit 130 / 143 from the launcher, no traceback |
+| an error every worker meets (a run directory that holds a run) under `--nproc 2` (the same file) | one `fastmotive train: error:` line, exit 2, no launcher advice |
+| `--lr -1` under torchrun (the same file) | fastmotive's one line first and only once; torchrun's summary quotes it as the root cause (torchrun's own traceback and exit 1 are torch's) |
+| `--opt sgd --momentum 0`, `--opt adamw --momentum 0.5` | Nesterov needs momentum (give `--opt momentum`); "--momentum: --opt adamw has no momentum" |
+| `--opt sgd` / `nesterov` / `momentum` | timm's meanings: Nesterov SGD, the same, classical momentum (`test_optimizer_names_mean_what_they_mean_in_timm`) |
+| `transfer --to imagenet22k`, `--to folder` without data, a bad `--to-data-dir` (`tests/experiments/test_transfer.py`) | refused before any source run trains: "--to NAME: unknown dataset" / "needs --data-dir" / "no such directory" |
+| `--skip-bad-images` on an array dataset | "would change nothing": only image folders hold undecodable files |
+| every `train` setting, family by family (`tests/cli/test_every_flag.py`, slow) | changes steps.csv / summary.csv / the files / the printed lines against the run without it, or is refused in one line; the exempt few (how or where, not what) are listed with where they are tested |
 """
 import json
 import os
@@ -131,6 +140,9 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--nproc", "999"], "--nproc 999: this machine has"), (["--data-dir", "somewhere"], "--dataset folder"),
     (["--crop-pct", "0.9"], "--crop-pct is timm's"), (["--pretrained"], "--initial-checkpoint"),
     (["--input-size", "3", "32", "48"], "H == W"),
+    (["--momentum", "0"], "--opt sgd is SGD with Nesterov momentum"),
+    (["--opt", "adamw", "--momentum", "0.5"], "--momentum: --opt adamw has no momentum"),
+    (["--skip-bad-images"], "--skip-bad-images would change nothing"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused
@@ -320,3 +332,17 @@ def test_a_finished_run_is_extended_with_more_epochs(tmp_path):
     assert json.loads((out / "r" / "metrics.json").read_text())["epochs"] == 2
     assert "epochs: 2" in (out / "r" / "args.yaml").read_text()
     refused(fastmotive("train", "--resume", out / "r", "--epochs", "1"), "--epochs")   # shortening: refused
+
+
+def test_optimizer_names_mean_what_they_mean_in_timm(tmp_path):
+    """timm's `sgd` is SGD with Nesterov momentum (as its alias `nesterov`), `momentum` classical momentum: the
+    same two steps under each name (both first losses are the initial weights', the second shows the update)."""
+    import csv
+
+    def losses(opt):
+        assert main(["train", *FAST, "--opt", opt, "--max-steps", "2", "--epoch-batches", "4", "--output",
+                     str(tmp_path / opt), "--experiment", "r", "--condition", "never"]) == 0
+        with open(tmp_path / opt / "r" / "steps.csv") as f:
+            return [row["loss"] for row in csv.DictReader(f)]
+    sgd, nesterov, momentum = losses("sgd"), losses("nesterov"), losses("momentum")
+    assert sgd == nesterov and sgd[0] == momentum[0] and sgd[1] != momentum[1]

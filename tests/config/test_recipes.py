@@ -43,7 +43,7 @@ def test_the_papers_numbers():
     """Each recipe holds paper.md's numbers (Sec. 4's training setups) under the settings' names."""
     c = raw("paper-resnet-cifar")
     assert (c["opt"], c["momentum"], c["batch_size"], c["weight_decay"], c["epochs"], c["sched"]) == \
-        ("sgd", 0.9, 128, 5e-4, 200, "cosine")
+        ("momentum", 0.9, 128, 5e-4, 200, "cosine")   # classical momentum: timm's `sgd` is Nesterov's
     assert (c["arch"], c["dataset"]) == ("resnet20:resnet32", "cifar10")
     i = raw("paper-resnet-imagenet")
     assert (i["opt"], i["lr"], i["batch_size"] * i["grad_accum_steps"], i["weight_decay"], i["epochs"]) == \
@@ -52,7 +52,7 @@ def test_the_papers_numbers():
     assert (i["arch"], i["dataset"]) == ("resnet50:resnet101", "folder")
     t = raw("paper-transfer")
     assert (t["arch"], t["opt"], t["lr"], t["sched"], t["batch_size"], t["weight_decay"], t["aug_repeats"]) == \
-        ("resnet50", "sgd", 0.01, "cosine", 384, 1e-4, 3)
+        ("resnet50", "momentum", 0.01, "cosine", 384, 1e-4, 3)
     assert t["mixup"] > 0 and t["cutmix"] > 0 and t["aa"].startswith("rand-")
     v = raw("paper-vit-cifar")
     assert (v["opt"], v["lr"], v["batch_size"], v["weight_decay"], v["epochs"], v["warmup_epochs"], v["img_size"]) == \
@@ -83,7 +83,8 @@ def test_a_config_resolves_by_name_or_path(tmp_path, monkeypatch):
 def test_cli_takes_a_recipe_name_and_flags_override_it():
     args = parse(["train", "-c", "paper-resnet-cifar", "--lr", "0.05", "-b", "16"])
     config = settings.from_namespace(args)
-    assert (config.arch, config.opt, config.weight_decay, config.epochs) == ("resnet20:resnet32", "sgd", 5e-4, 200)
+    assert (config.arch, config.opt, config.weight_decay, config.epochs) == ("resnet20:resnet32", "momentum", 5e-4,
+                                                                             200)
     assert (config.lr, config.batch_size) == (0.05, 16)
     assert args.explicit == {"lr", "batch_size"}
     compare = settings.from_namespace(parse(["compare", "-c", "paper-resnet-cifar", "--epochs", "3"]))

@@ -101,6 +101,17 @@ TINY = ["--arch", "resnet20:resnet32", "--epochs", "1", "-b", "16", "--no-progre
         "--bn-calibrate", "32", "--opt", "sgd", "--lr", "0.05", "--epoch-batches", "3", "--val-batches", "1"]
 
 
+@pytest.mark.parametrize("to, needle", [(["--to", "imagenet22k"], "--to imagenet22k: unknown dataset 'imagenet22k'"),
+                                        (["--to", "folder"], "--to folder: dataset 'folder' needs --data-dir"),
+                                        (["--to", "cifar10", "--to-data-dir", "nowhere"],
+                                         "--to cifar10 --to-data-dir nowhere: nowhere: no such directory")])
+def test_a_target_that_cannot_be_read_is_refused_before_any_training(tmp_path, capsys, to, needle):
+    assert main(["transfer", *TINY, *to, "--seeds", "1", "--output", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())   # no source run trained, nothing written
+
+
 def test_transfer_end_to_end_on_digits_then_cifar100(tmp_path, capsys):
     from fastmotive.testing import write_cifar100
     target = write_cifar100(tmp_path / "data", n_train=64, n_test=16).parent

@@ -22,13 +22,18 @@ from fastmotive.optim import OPTIMIZERS, Segment, TensorSlot, create_optimizer
 
 RTOL, ATOL = 1e-5, 1e-6
 LR_FACTORS = (1.0, 0.5, 0.8, 0.3, 1.2, 0.7)  # the schedule changes the lr every step
-BASE_LR = {"sgd": 0.1, "adamw": 1e-2, "rmsprop": 1e-2, "rmsproptf": 1e-2, "lamb": 1e-2}
+BASE_LR = {"sgd": 0.1, "momentum": 0.1, "nesterov": 0.1, "adamw": 1e-2, "rmsprop": 1e-2, "rmsproptf": 1e-2,
+           "lamb": 1e-2}
 
 # (optimizer, hyper-parameters given to both implementations)
 VARIANTS = [
     ("sgd", {"momentum": 0.9, "nesterov": False}),
     ("sgd", {"momentum": 0.9, "nesterov": True}),
     ("sgd", {"momentum": 0.0, "nesterov": False}),
+    ("momentum", {"momentum": 0.0}),
+    ("nesterov", {"momentum": 0.5}),
+    # the name alone: timm's factory applies its registry's defaults, create_optimizer must apply the same
+    ("sgd", {}), ("momentum", {}), ("nesterov", {}), ("rmsprop", {}), ("rmsproptf", {}),
     ("adamw", {}),
     ("adamw", {"betas": (0.8, 0.99)}),
     ("rmsprop", {"momentum": 0.9, "alpha": 0.9}),
@@ -169,10 +174,17 @@ def test_tiny_net_trajectory_matches_reference(name, hparams):
     train_both(TinyNet(), name, hparams, weight_decay=0.05, decay_1d=False, size=5)
 
 
-# one variant per optimizer; hyper-parameters given explicitly where timm's factory defaults differ from
-# create_optimizer's (timm: nesterov=True for sgd, alpha=0.9 for rmsprop and rmsproptf)
-ONE_EACH = [("sgd", {"nesterov": True}), ("adamw", {}), ("rmsprop", {"alpha": 0.9}), ("rmsproptf", {"alpha": 0.9}),
-            ("lamb", {})]
+# one variant per optimizer, each with its name's defaults (timm's: Nesterov for sgd, alpha 0.9 for the RMSprops)
+ONE_EACH = [("sgd", {}), ("momentum", {}), ("adamw", {}), ("rmsprop", {}), ("rmsproptf", {}), ("lamb", {})]
+
+
+@pytest.mark.parametrize("name", list(OPTIMIZERS))
+def test_a_name_means_what_it_means_in_timm(name):
+    """timm's registry defaults (sgd and nesterov: Nesterov momentum; momentum: classical; rmsprop, rmsproptf:
+    alpha 0.9) are create_optimizer's for the same name (the VARIANTS with {} check the arithmetic)."""
+    timm_defaults = timm.optim.get_optimizer_info(name).defaults or {}
+    assert {k: timm_defaults[k] for k in ("nesterov", "alpha") if k in timm_defaults} == \
+        {k: OPTIMIZERS[name].defaults[k] for k in ("nesterov", "alpha") if k in OPTIMIZERS[name].defaults}
 
 
 @pytest.mark.parametrize("name,hparams", ONE_EACH)
@@ -260,7 +272,7 @@ def test_defaults_and_state_dict():
 
 def test_unknown_name_lists_choices():
     segment = pack(TinyNet(), 2)
-    with pytest.raises(ValueError, match="unknown optimizer 'adam'.*sgd, adamw, rmsprop, rmsproptf, lamb"):
+    with pytest.raises(ValueError, match="unknown optimizer 'adam'.*sgd, momentum, nesterov, adamw, rmsprop"):
         create_optimizer("adam", segment, lr=0.1, weight_decay=0.0)
 
 
@@ -270,7 +282,7 @@ def test_bad_arguments_are_named():
         create_optimizer("sgd", segment, lr=0.1, weight_decay=0.0, trust_clip=True)
     with pytest.raises(ValueError, match="lr=-1.*weight_decay=-0.1"):
         create_optimizer("sgd", segment, lr=-1, weight_decay=-0.1)
-    with pytest.raises(ValueError, match="nesterov"):
+    with pytest.raises(ValueError, match="sgd: Nesterov momentum needs momentum > 0"):
         create_optimizer("sgd", segment, lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=True)
     with pytest.raises(ValueError, match="1-based"):
         create_optimizer("adamw", segment, lr=0.1, weight_decay=0.0).step(0.1, 0)

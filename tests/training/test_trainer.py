@@ -68,7 +68,7 @@ def test_never_trains_the_base_like_a_plain_loop():
     pair = make_pair()
     reference = copy.deepcopy(pair.base)
     data = batches(5)
-    Trainer(pair, optimizer="sgd", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Never(),
+    Trainer(pair, optimizer="momentum", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Never(),
             epochs=2).fit(data)
     _plain_sgd_reference(reference, data, 0.05, 2)
     for (name, got), want in zip(pair.base.state_dict().items(), reference.state_dict().values()):
@@ -83,7 +83,7 @@ def test_always_trains_the_motivated_model_and_hands_the_base_its_slices():
             b = pair.base.state_dict()[e.base]
             reference.state_dict()[e.motivated][tuple(slice(0, n) for n in b.shape)].copy_(b)
     data = batches(5)
-    history = Trainer(pair, optimizer="sgd", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Always(),
+    history = Trainer(pair, optimizer="momentum", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Always(),
                       epochs=2).fit(data)
     assert all(s["active"] == "motivated" for s in history.steps)
     _plain_sgd_reference(reference, data, 0.05, 2)
