@@ -198,11 +198,14 @@ class MotivatedPair:
         return resolve_backend(override, self.device)
 
     # -- saved state ----------------------------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def state_dict(self, copy: bool = True) -> dict:
         """Everything needed to restore the pair: the whole arena (values, optimizer state rows and gradients,
-        as a detached CPU copy), the active model, and the weights map's JSON (to check a load against)."""
-        return {"arena": self.arena.data.detach().cpu().clone(), "active": self._active,
-                "weights_map": self._map_json()}
+        as a detached CPU copy), the active model, and the weights map's JSON (to check a load against).
+        ``copy=False`` on the CPU gives the arena itself, no second copy of the largest buffer of the run: for a
+        caller that writes it out before training goes on (a checkpoint)."""
+        arena = self.arena.data.detach()
+        arena = arena.clone() if arena.device.type == "cpu" and copy else arena.cpu()   # .cpu() of a GPU copies
+        return {"arena": arena, "active": self._active, "weights_map": self._map_json()}
 
     def _map_json(self) -> str:
         """The weights map's JSON, or for a single model its name (what a saved state is checked against)."""

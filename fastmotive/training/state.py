@@ -105,8 +105,9 @@ class TrainState:
 
 
 def checkpoint_state(pair, state: TrainState, condition, optimizers: dict, optimizer_name: str) -> dict:
-    """Everything resume needs, in plain types and CPU tensors (loadable with ``weights_only=True``)."""
-    return {**pair.state_dict(), "step": state.step, "position": list(state.position),
+    """Everything resume needs, in plain types and CPU tensors (loadable with ``weights_only=True``). On the CPU
+    its arena is the live one, not a copy: write it out before the next step."""
+    return {**pair.state_dict(copy=False), "step": state.step, "position": list(state.position),
             "totals": state.state_dict(), "condition": condition.state_dict(),
             "optimizers": {name: opt.state_dict() for name, opt in optimizers.items()},
             "optimizer": optimizer_name, "rng": checkpoint.rng_state()}

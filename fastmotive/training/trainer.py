@@ -196,7 +196,7 @@ class Trainer:
                 self._end_epoch(epochs, progress)
                 if self._should_stop():
                     break
-        if self.checkpoint_path is not None:
+        if self.checkpoint_path is not None and self._checkpointed_at != self.step:   # the epoch's end wrote it
             self.save_checkpoint()
         if self.run is not None:
             self.run.close()
@@ -295,7 +295,7 @@ class Trainer:
 
     def _checkpoint_state(self) -> dict:
         state = checkpoint_state(self.pair, self.state, self.condition, self.optimizers, self.config.opt)
-        if not torch.isfinite(state["arena"][:-1]).all():   # the last row holds gradients, not saved state
+        if not _all_finite(state["arena"][:-1]):   # the last row holds gradients, not saved state
             if self._checkpointed_at is not None:
                 kept = f"kept the checkpoint from step {self._checkpointed_at}"
             else:
@@ -321,6 +321,12 @@ class Trainer:
             self.run.rewrite_logs(self.history)   # drop log lines written after the checkpoint
         if self.checkpoint_path is not None and path.resolve() == self.checkpoint_path.resolve():
             self._checkpointed_at = state.step
+
+
+def _all_finite(tensor: torch.Tensor, chunk: int = 1 << 20) -> bool:
+    """Whether every element is finite, checked a chunk at a time (no mask the size of the arena)."""
+    flat = tensor.reshape(-1)
+    return all(bool(torch.isfinite(flat[i:i + chunk]).all()) for i in range(0, flat.numel(), chunk))
 
 
 def _optimizer_flags(config) -> dict:
