@@ -78,6 +78,7 @@ def main(argv=None) -> dict:
     p.add_argument("--images", type=int, default=None, help="calibration images (default: the run's default)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--pair-args", default="", help="more train flags for X-Y, e.g. '--growth-init identity'")
+    p.add_argument("--rows", default="X-C,Y-C,X-Y", help="which of X-C, Y-C, X-Y to train and measure")
     p.add_argument("--json", default="benchmarks/results/calibration_rule.json")
     args = p.parse_args(argv)
     work = Path(args.work)
@@ -90,7 +91,8 @@ def main(argv=None) -> dict:
             flags += ["--data-dir", str(folder_data(work))]
         out, t0, rows = work / dataset, time.perf_counter(), {}
         for row, arch, extra in (("X-C", base, []), ("Y-C", motivated, []), ("X-Y", args.arch, args.pair_args.split())):
-            rows[row] = three_ways(train(out, row, ["--arch", arch, *flags, *extra]), args.images)
+            if row in args.rows.split(","):
+                rows[row] = three_ways(train(out, row, ["--arch", arch, *flags, *extra]), args.images)
         result["datasets"][dataset] = {"flags": flags, "rows": rows, "wall_s": time.perf_counter() - t0}
         print(dataset, {row: {m: (v["raw"], v["calibrated_eval_preprocessing"], v["calibrated_train_augmentation"],
                                   v["rule_calibrates"]) for m, v in r.items() if isinstance(v, dict)}

@@ -163,10 +163,11 @@ class TrainConfig:
         "whose BatchNorm statistics are calibrated: stale (the motivated model of a pair, and the base "
         "when it trained fewer batches since the motivated model last did than its momentum needs to forget "
         "them; a single model keeps its own) or all", str, choices=CALIBRATE_CHOICES, evaluation_only=True)
-    bn_calibrate_from: str = setting("train",
+    bn_calibrate_from: str = setting("auto",
         "the images calibration reads: train (a fixed sample of training batches, augmented as training "
-        "saw them) or val (a fixed sample of training images preprocessed as validation is); "
-        "docs/reproduction.md measures both", str, choices=("train", "val"), evaluation_only=True)
+        "saw them), val (a fixed sample of training images preprocessed as validation is) or auto (val for image "
+        "folders, whose random-resized crop zooms, train for arrays; docs/reproduction.md measures both)", str,
+        choices=("auto", "train", "val"), evaluation_only=True)
     eval_interval: int = setting(1, "evaluate the models every N epochs, and after the last", int,
         check=is_positive, expect="a positive integer", evaluation_only=True)
     bn_buffers: str = setting("copy",

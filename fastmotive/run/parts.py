@@ -17,13 +17,19 @@ def choose_device(config) -> torch.device:
 
 def open_data(config, device, rank: int = 0, world_size: int = 1):
     """(train batches, val batches, DatasetInfo) as the config asks, on `device`: with `world_size` processes,
-    this process's shard of each (`-b` is the per-process batch). With ``--bn-calibrate-from val`` the train
-    batches carry the BatchNorm calibration sample of ``config.bn_calibrate`` images (`build_loaders`)."""
+    this process's shard of each (`-b` is the per-process batch). When `calibrates_from_val`, the train batches
+    carry the BatchNorm calibration sample of ``config.bn_calibrate`` images (`build_loaders`)."""
     return build_loaders(config.dataset, config.data_dir, config.loader, config.batch_size, config.img_size, device,
                          config.seed, num_workers=config.workers, skip_bad_images=config.skip_bad_images,
                          rank=rank, world_size=world_size,
-                         bn_calibrate=config.bn_calibrate if config.bn_calibrate_from == "val" else 0,
+                         bn_calibrate=config.bn_calibrate if calibrates_from_val(config) else 0,
                          **loader_options(config))
+
+
+def calibrates_from_val(config) -> bool:
+    """Whether BatchNorm calibration reads training images preprocessed as validation is (``--bn-calibrate-from``;
+    auto: for image folders, whose random-resized crop changes the statistics far more than an array's shift)."""
+    return config.bn_calibrate_from == "val" or (config.bn_calibrate_from == "auto" and config.dataset == "folder")
 
 
 def model_kwargs_for(config, info) -> dict:

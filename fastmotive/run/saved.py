@@ -34,7 +34,8 @@ class SavedRun:
         """The members whose statistics the run's evaluations calibrate (`stale_members`; `which`: stale or all,
         default the run's --bn-calibrate-models)."""
         from fastmotive.training.evaluation import stale_members
-        return stale_members(self.pair, self.since_motivated, which or self.config.bn_calibrate_models)
+        return stale_members(self.pair, self.since_motivated, which or self.config.bn_calibrate_models,
+                             self.config.growth_init)
 
     def validation(self, val, batches: int | None = None):
         """The first `batches` validation batches of `val` (default: the run's --val-batches budget; 0 or no

@@ -46,7 +46,8 @@ class EpochEvaluation:
         if not self.due(epoch, epochs):
             return row
         start = time.perf_counter()
-        calibrate = stale_members(self.pair, since_motivated, self.config.bn_calibrate_models)
+        c = self.config
+        calibrate = stale_members(self.pair, since_motivated, c.bn_calibrate_models, c.growth_init)
         row.update(evaluate_pair(self.pair, self.val_batches, self.calibration, self.images, self.forward,
                                  self.dist, calibrate=calibrate, raw=epoch == epochs - 1,
                                  on_evaluated=lambda name, model, figures: self._keep_best(epoch, name, model,

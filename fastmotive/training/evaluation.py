@@ -52,19 +52,22 @@ class CalibrationBatches:
         return iter(as_epoch_loader(self.train_batches).epoch_batches(CALIBRATION_EPOCH))
 
 
-def stale_members(pair, since_motivated: int | None, which: str = "stale") -> tuple[str, ...]:
+def stale_members(pair, since_motivated: int | None, which: str = "stale", growth_init: str = "paper") -> tuple[str, ...]:
     """The members whose BatchNorm statistics are re-estimated before an evaluation and at export.
 
-    ``which="all"``: every member. ``"stale"``: in a pair, the motivated model always (a switch up overwrites its
-    mapped statistics with the base's, or with ``--bn-buffers keep`` they lag behind the weights the base trained
-    in its slices); the base when the switches copy statistics and the motivated model trained within the last
-    n batches, n the batches after which that context's share of the base's statistics falls below 1 %
-    (44 at BatchNorm's momentum 0.1). `since_motivated`: batches the base trained since then (None: never;
-    0 when unknown). A single model: none.
+    ``which="all"``: every member. ``"stale"``: with the paper's growth (``growth_init="paper"``), the motivated
+    model always (a switch up overwrites its mapped statistics with the base's, gathered on another function; or
+    with ``--bn-buffers keep`` they lag behind the weights the base trained in its slices) and the base when the
+    switches copy statistics and the motivated model trained within the last n batches, n the batches after which
+    that context's share of the base's statistics falls below 1 % (44 at BatchNorm's momentum 0.1).
+    `since_motivated`: batches the base trained since then (None: never; 0 when unknown). With ``identity``
+    growth the motivated model computes the base's function plus what its grown layers add, so the copied
+    statistics fit it, and they scored as well as a re-estimate or better (docs/reproduction.md): none. A single
+    model: none.
     """
     if which == "all":
         return tuple(pair.members)
-    if len(pair.members) == 1:
+    if len(pair.members) == 1 or growth_init == "identity":
         return ()
     recent = since_motivated is not None and since_motivated < _base_window(pair.model("base"))
     return ("base", "motivated") if recent and not getattr(pair, "keep_buffers", False) else ("motivated",)

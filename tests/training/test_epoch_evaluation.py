@@ -43,6 +43,8 @@ def test_stale_members_follow_the_momentum_window():
     assert stale_members(p, 6) == ("base", "motivated")
     assert stale_members(p, 7) == ("motivated",)
     assert stale_members(p, 7, "all") == ("base", "motivated")
+    assert stale_members(p, 0, growth_init="identity") == ()  # the copied statistics fit the grown model
+    assert stale_members(p, 0, "all", "identity") == ("base", "motivated")
     p.keep_buffers = True                                     # the base's statistics never leave it
     assert stale_members(p, 0) == ("motivated",)
 
@@ -109,6 +111,21 @@ def test_the_best_model_of_each_member_is_kept_as_evaluated(tmp_path):
         assert (top1, top5) == (best["top1"], best["top5"])   # the statistics it was evaluated with
 
 
+def test_auto_calibrates_an_image_folder_from_validation_preprocessing(tmp_path):
+    from fastmotive.config.train_config import TrainConfig
+    from fastmotive.run.parts import open_data
+    from fastmotive.testing import write_image_folder
+    write_image_folder(tmp_path, classes=2, per_class=6, size=(20, 20))
+    config = TrainConfig(dataset="folder", data_dir=str(tmp_path), img_size=16, batch_size=4, bn_calibrate=5,
+                         workers=0, loader="torch")
+    train, _, _ = open_data(config, torch.device("cpu"))
+    first, second = (torch.cat([x for x, _ in CalibrationBatches(train)]) for _ in range(2))
+    assert CalibrationBatches(train).preprocessing == "validation" and len(first) == 5
+    assert torch.equal(first, second)
+    train, _, _ = open_data(TrainConfig(**{**config.__dict__, "bn_calibrate_from": "train"}), torch.device("cpu"))
+    assert CalibrationBatches(train).preprocessing == "training augmentation"
+
+
 def test_export_best_through_the_cli(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "fastmotive", *map(str, args)], capture_output=True, text=True,
@@ -131,7 +148,7 @@ def test_export_best_through_the_cli(tmp_path):
 def test_bn_calibrate_from_chooses_the_sample():
     from fastmotive.config.train_config import TrainConfig
     from fastmotive.run.parts import open_data
-    augmented, _, _ = open_data(TrainConfig(bn_calibrate=40), torch.device("cpu"))
+    augmented, _, _ = open_data(TrainConfig(bn_calibrate=40), torch.device("cpu"))   # auto: arrays read training
     assert CalibrationBatches(augmented).preprocessing == "training augmentation"
     plain, _, _ = open_data(TrainConfig(bn_calibrate=40, bn_calibrate_from="val"), torch.device("cpu"))
     assert CalibrationBatches(plain).preprocessing == "validation"
