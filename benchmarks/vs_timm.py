@@ -146,7 +146,8 @@ def fm_command(args, data: Path, arch: str, out: Path, name: str) -> list[str]:
             "-b", f["b"], "--opt", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--sched", "cosine",
             "--warmup-epochs", "1", "--warmup-lr", "1e-5", "--epochs", f["epochs"], "--smoothing", "0.1",
             "--drop", "0", "--head-init", "default", "--seed", "0", "--no-progress", "--output", str(out),
-            "--experiment", name, *shlex.split(args.fm_args)]
+            "--experiment", name, *shlex.split(args.fm_args),
+            *(shlex.split(args.fm_pair_args) if ":" in arch else [])]   # X-Y's own flags (--growth-init)
 
 
 class AnonPeak(threading.Thread):
@@ -428,7 +429,9 @@ def parse_args(argv):
     p.add_argument("--cores", default="0,1", help="the cores to pin to (taskset -c)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="no taskset")
     p.add_argument("--fm-loader", default="auto", help="fastmotive --loader")
-    p.add_argument("--fm-args", default="", help="extra fastmotive train flags, e.g. '--growth-init identity'")
+    p.add_argument("--fm-args", default="", help="extra fastmotive train flags, e.g. '--eval-interval 2'")
+    p.add_argument("--fm-pair-args", default="", help="extra flags for fastmotive's X-Y only, e.g. '--growth-init "
+                   "identity'")
     p.add_argument("--timm-args", default="", help="extra timm train.py flags")
     p.add_argument("--work", default="output/vs_timm", help="image folder and run directories")
     p.add_argument("--timm-train", default=str(DEFAULT_TIMM_TRAIN), help="timm's train.py (unmodified)")

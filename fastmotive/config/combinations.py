@@ -45,9 +45,12 @@ def check_effective(config, explicit, *, single_model: bool, world_size: int) ->
         raise ConfigError("these flags would change nothing: " + "; ".join(refused) + " (drop them)")
 
 
-def check_data_effective(explicit, dataset_is_folder: bool) -> None:
+def check_data_effective(explicit, dataset_is_folder: bool, loader: str = "torch") -> None:
     """--scale and --ratio shape the random-resized crops of image folders only; --skip-bad-images skips their
-    undecodable files."""
+    undecodable files; --workers sets the torch loader's processes or DALI's threads (`loader`: the one in use)."""
+    if loader == "tensor" and "workers" in explicit:
+        raise ConfigError("-j/--workers would change nothing: the tensor loader has no workers (it batches arrays "
+                          "with tensor ops on the device); drop it, or choose --loader torch or dali")
     if dataset_is_folder:
         return
     given = [BY_NAME[n].flag for n in ("scale", "ratio") if n in explicit]

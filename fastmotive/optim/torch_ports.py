@@ -55,6 +55,7 @@ class AdamW(SegmentOptimizer):
         # torch.where(mask, factor, 1.0) vector cost a segment-sized allocation and two more passes.
         self._decay_runs = (_decayed_runs(segment, decay_1d, no_weight_decay) if isinstance(wd, torch.Tensor)
                             else [])
+        self._wd = None      # decay goes through the two above: no per-element vector kept (a segment's memory)
         self._denom = None   # the denominator, written in place each step
 
     @torch.no_grad()

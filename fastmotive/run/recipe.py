@@ -140,7 +140,7 @@ class TrainRecipe:
         """(train batches, val batches, DatasetInfo): the dataset's, or the `loaders` function's (tune-k)."""
         opened = (self.loaders or open_data)(self.config, device, self.dist.rank, self.dist.world_size)
         _check_classes(self.config, opened[2])
-        check_data_effective(self.explicit, dataset_is_folder=self.config.dataset == "folder")
+        check_data_effective(self.explicit, dataset_is_folder=self.config.dataset == "folder", loader=opened[2].loader)
         return opened
 
     def _setup_pair(self, device, backend: str):

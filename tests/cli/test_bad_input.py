@@ -42,6 +42,7 @@ Bad inputs tried and what they get (each row is a case below):
 | `--opt sgd` / `nesterov` / `momentum` | timm's meanings: Nesterov SGD, the same, classical momentum (`test_optimizer_names_mean_what_they_mean_in_timm`) |
 | `transfer --to imagenet22k`, `--to folder` without data, a bad `--to-data-dir` (`tests/experiments/test_transfer.py`) | refused before any source run trains: "--to NAME: unknown dataset" / "needs --data-dir" / "no such directory" |
 | `--skip-bad-images` on an array dataset | "would change nothing": only image folders hold undecodable files |
+| `-j 4` with the tensor loader (arrays) | "-j/--workers would change nothing: the tensor loader has no workers" |
 | every `train` setting, family by family (`tests/cli/test_every_flag.py`, slow) | changes steps.csv / summary.csv / the files / the printed lines against the run without it, or is refused in one line; the exempt few (how or where, not what) are listed with where they are tested |
 """
 import json
@@ -143,6 +144,7 @@ def test_a_missing_run_directory_is_named_and_not_created(tmp_path, command):
     (["--momentum", "0"], "--opt sgd is SGD with Nesterov momentum"),
     (["--opt", "adamw", "--momentum", "0.5"], "--momentum: --opt adamw has no momentum"),
     (["--skip-bad-images"], "--skip-bad-images would change nothing"),
+    (["-j", "4"], "-j/--workers would change nothing"),
 ])
 def test_bad_settings_are_refused_before_any_file_is_written(tmp_path, flags, needle, monkeypatch, capsys):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)   # triton on a CPU must be refused

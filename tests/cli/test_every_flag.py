@@ -99,8 +99,8 @@ CASES = {
 }
 EXEMPT = {   # how or where, not what: the same numbers by design, each tested where named
     "loader": "which loader delivers the same batches (tests/data: the loaders agree)",
-    "workers": "decoding processes of the torch loader (tests/data); accepted with the other loaders, where it "
-               "changes nothing: not yet refused",
+    "workers": "decoding processes of the torch loader, DALI's threads (tests/data); refused with the tensor "
+               "loader (tests/cli/test_bad_input.py)",
     "switch_backend": "the switch's implementation; the three agree bitwise (tests/core/test_switch.py)",
     "compile": "torch.compile of the same model (tests/training/test_compile.py)",
     "channels_last": "memory layout of the same tensors",

@@ -128,7 +128,8 @@ def data(tmp_path_factory):
 # recipe -> (its dataset's synthetic copy, a small member pair or model of its family, extra flags)
 SMALL = {
     "paper-resnet-cifar": ("c10", "resnet20:resnet32", []),
-    "paper-resnet-imagenet": ("folder", "resnet18:resnet34", ["--grad-accum-steps", "2", "--epoch-batches", "4"]),
+    "paper-resnet-imagenet": ("folder", "resnet18:resnet34", ["--grad-accum-steps", "2", "--epoch-batches", "4",
+                                                             "-j", "0"]),
     "paper-transfer": ("c10", "resnet18", []),
     "paper-vit-cifar": ("c10", "vit_tiny_patch16_224:vit_small_patch16_224", []),
     "paper-efficientnet-cifar100": ("c100", "efficientnet_b0:b1", []),
@@ -140,7 +141,7 @@ def test_each_recipe_trains_two_steps(name, data, tmp_path):
     folder, arch, extra = SMALL[name]
     argv = ["train", "-c", name, "--data-dir", data / folder, "--img-size", "32", "--max-steps", "2",
             "--epoch-batches", "2", "--val-batches", "1", "-b", "4", "--output", tmp_path, "--experiment", "r",
-            "--no-progress", "--arch", arch, "--device", "cpu", "-j", "0", "--bn-calibrate", "8", *extra]
+            "--no-progress", "--arch", arch, "--device", "cpu", "--bn-calibrate", "8", *extra]
     assert main(list(map(str, argv))) == 0
     run = tmp_path / "r"
     args = yaml.safe_load((run / "args.yaml").read_text())
