@@ -23,7 +23,8 @@ from fastmotive.run.lock import RunLock
 from fastmotive.run.parts import build_pair, model_kwargs_for, open_data
 from fastmotive.training.evaluation import CalibrationBatches, calibration_images
 from fastmotive.training.loggers import check_available
-from fastmotive.training.trainer import History, Trainer, check_accumulation
+from fastmotive.training.batches import check_accumulation
+from fastmotive.training.trainer import History, Trainer
 
 
 def run_dir_for(config, arch: Arch | None = None) -> Path:

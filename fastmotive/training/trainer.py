@@ -40,7 +40,7 @@ from fastmotive.training.schedules import make_schedule
 from fastmotive.training.state import TrainState, checkpoint_state, restore
 from fastmotive.training.step import StepFn, StepResult, TrainStep, count_images, make_loss
 
-__all__ = ["History", "StepFn", "StepResult", "Trainer", "check_accumulation"]
+__all__ = ["History", "StepFn", "StepResult", "Trainer"]
 
 @dataclass
 class History:
@@ -171,7 +171,8 @@ class Trainer:
                     self.pair.switch_to("motivated")
                 for batch, (data_s, (images, labels)) in enumerate(
                         timed(optimizer_steps(train_batches, epoch, start, accum, n)), start):
-                    lr, active, last, began = schedule(self.step), self.pair.active, batch == n - 1, time.perf_counter()
+                    began = time.perf_counter()
+                    lr, active, last = schedule(self.step), self.pair.active, batch == n - 1
                     result = self.step_fn(active, images, labels, lr, self.step)   # fwd, bwd, optimizer step
                     self._check_finite(result.loss, epoch, batch)
                     val_loss = self._holdout_loss(holdout) if holdout is not None else None
