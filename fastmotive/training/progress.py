@@ -48,7 +48,7 @@ def epoch_line(row: dict) -> str:
                      f"{row[f'{model}_top5']:6.2f} loss {row[f'{model}_eval_loss']:.4f}")
     if row.get("eval_s") is not None:
         line += f"  eval {row['eval_s']:.1f}s" + (f" (calibration {row['calibration_s']:.1f}s)"
-                                                  if row.get("calibration_s") else "")
+                                                  if row.get("bn_calibration_images") else "")
     if pair:
         line += f"  motivated {row['motivated_fraction']:5.1%}  switches {row['switches']}"
     return line

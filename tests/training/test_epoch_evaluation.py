@@ -153,3 +153,21 @@ def test_bn_calibrate_from_chooses_the_sample():
     plain, _, _ = open_data(TrainConfig(bn_calibrate=40, bn_calibrate_from="val"), torch.device("cpu"))
     assert CalibrationBatches(plain).preprocessing == "validation"
     assert sum(len(y) for _, y in CalibrationBatches(plain)) == 40
+
+
+def test_the_epoch_line_reads_like_timms():
+    from fastmotive.training.progress import epoch_line
+    row = {"epoch": 3, "train_loss": 0.5, "lr": 1e-3, "train_images_per_sec": 120.0, "data_s": 0.25,
+           "motivated_fraction": 0.2, "switches": 4, "base_top1": 90.0, "base_top5": 99.0, "base_eval_loss": 0.3,
+           "motivated_top1": 91.0, "motivated_top5": 99.5, "motivated_eval_loss": 0.28, "eval_s": 1.5,
+           "calibration_s": 0.4, "bn_calibration_images": 100}
+    line = epoch_line(row)
+    assert "120 img/s  data 0.2s" in line and "eval 1.5s (calibration 0.4s)" in line
+    assert "motivated top1  91.00" in line and "switches 4" in line
+    skipped = {**row, **{k: None for k in row if k.startswith(("base_", "motivated_t", "motivated_e"))},
+               "eval_s": None, "bn_calibration_images": None}
+    assert "top1" not in epoch_line(skipped) and "eval" not in epoch_line(skipped)   # --eval-interval
+    own = epoch_line({**row, "bn_calibration_images": 0})
+    assert "calibration" not in own                                                    # nothing calibrated
+    single = {k: v for k, v in row.items() if not k.startswith("motivated")}
+    assert "motivated" not in epoch_line(single) and "top1  90.00" in epoch_line(single)
