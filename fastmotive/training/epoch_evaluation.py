@@ -7,6 +7,7 @@ header whichever epochs were evaluated.
 """
 from __future__ import annotations
 
+import functools
 import time
 
 from fastmotive.training.evaluation import evaluate_pair, stale_members
@@ -38,10 +39,13 @@ class EpochEvaluation:
                 "eval_s": None}
 
     def due(self, epoch: int, epochs: int) -> bool:
-        return self.val_batches is not None and (epoch == epochs - 1 or (epoch + 1) % self.config.eval_interval == 0)
+        return epoch == epochs - 1 or (epoch + 1) % self.config.eval_interval == 0
 
     def __call__(self, epoch: int, epochs: int, since_motivated: int | None) -> dict:
-        """The epoch's evaluation columns: measured when `due`, with the raw figures after the last epoch."""
+        """The epoch's evaluation columns: measured when `due`, with the raw figures after the last epoch (none
+        at all for a run without validation batches)."""
+        if self.val_batches is None:
+            return {}
         row = self.columns()
         if not self.due(epoch, epochs):
             return row
@@ -50,8 +54,7 @@ class EpochEvaluation:
         calibrate = stale_members(self.pair, since_motivated, c.bn_calibrate_models, c.growth_init)
         row.update(evaluate_pair(self.pair, self.val_batches, self.calibration, self.images, self.forward,
                                  self.dist, calibrate=calibrate, raw=epoch == epochs - 1,
-                                 on_evaluated=lambda name, model, figures: self._keep_best(epoch, name, model,
-                                                                                          figures)))
+                                 on_evaluated=functools.partial(self._keep_best, epoch)))
         row["eval_s"] = time.perf_counter() - start
         return row
 

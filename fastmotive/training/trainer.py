@@ -249,7 +249,7 @@ class Trainer:
         row = self.state.end_epoch(self._wall_s())
         self._distribute_bn()
         row.update(self._evaluation(epoch, epochs, self.state.steps_since_motivated()))
-        self.state.eval_s += row["eval_s"] or 0.0
+        self.state.eval_s += row.get("eval_s") or 0.0
         self.history.epochs.append(row)
         if self.run is not None:
             self.run.log_epoch(row)
