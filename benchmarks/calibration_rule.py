@@ -24,7 +24,7 @@ from _common import machine_info, write_json  # noqa: E402
 
 from fastmotive.config import settings  # noqa: E402
 from fastmotive.run.saved import open_run  # noqa: E402
-from fastmotive.training.evaluation import CalibrationBatches, calibration_images, evaluate_pair  # noqa: E402
+from fastmotive.training.evaluation import CalibrationBatches, evaluate_pair  # noqa: E402
 
 COMMON = ["-b", "64", "--no-progress", "--bn-calibrate", "0"]   # training never calibrates
 DATASETS = {   # name: flags; the folder is written from Fashion-MNIST by `folder_data`
@@ -57,10 +57,10 @@ def three_ways(run_dir: Path, images: int | None) -> dict:
     # trained with 0; None: the default count; "val": the train loader carries the validation-preprocessed sample
     run.config = settings.replace(run.config, bn_calibrate=images, bn_calibrate_from="val")
     train_loader, val, info = run.open_data()
-    count = calibration_images(images, info.train_size)
+    sample, count = run.calibration(train_loader, info)
     val = run.validation(val)
     members = run.pair.members
-    evaluation = evaluate_pair(run.pair, val, CalibrationBatches(train_loader), count)
+    evaluation = evaluate_pair(run.pair, val, sample, count)
     del train_loader.calibration_sample   # CalibrationBatches falls back to the training batches
     augmented = evaluate_pair(run.pair, val, CalibrationBatches(train_loader), count, raw=False)
     chosen = run.calibrated_members("stale")

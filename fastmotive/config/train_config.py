@@ -155,14 +155,14 @@ class TrainConfig:
         expect=CONDITION_SYNTAX)
     bn_calibrate: int | None = setting(None,
         "before each evaluation and at export, re-estimate the BatchNorm statistics of the models "
-        "--bn-calibrate-models names from this many training images, preprocessed as validation is (default: "
-        "a tenth of the training split, at most 2000; 0: off, the paper's raw statistics; docs/architecture.md)",
+        "--bn-calibrate-models names from this many training images (--bn-calibrate-from: which; default: a "
+        "tenth of the training split, at most 2000; 0: off, the paper's raw statistics; docs/architecture.md)",
         int,
         check=lambda x: x is None or x >= 0, expect="an integer >= 0", evaluation_only=True)
     bn_calibrate_models: str = setting("stale",
-        "whose BatchNorm statistics are calibrated: stale (the motivated model of a pair, and the base "
-        "when it trained fewer batches since the motivated model last did than its momentum needs to forget "
-        "them; a single model keeps its own) or all", str, choices=CALIBRATE_CHOICES, evaluation_only=True)
+        "whose BatchNorm statistics are calibrated: stale (with --growth-init paper, the motivated model of a "
+        "pair, and the base when it trained fewer batches since the motivated model last did than its momentum "
+        "needs to forget them; with identity growth, and for a single model, none) or all", str, choices=CALIBRATE_CHOICES, evaluation_only=True)
     bn_calibrate_from: str = setting("auto",
         "the images calibration reads: train (a fixed sample of training batches, augmented as training "
         "saw them), val (a fixed sample of training images preprocessed as validation is) or auto (val for image "

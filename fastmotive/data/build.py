@@ -153,11 +153,11 @@ def build_loaders(dataset: str | None = "digits", data_dir=None, loader: str = "
             the other loaders leave it to the device wrapper (`fastmotive.data.augment.train_augment`).
         rank, world_size: this process's share (`epoch_plan.Sampling`): training batches are rows
             ``[rank b, (rank+1) b)`` of global batches of ``b * world_size``; validation a contiguous chunk.
-        bn_calibrate: images of the training split BatchNorm calibration reads (``--bn-calibrate``; None: the
-            default count, `calibration_images`; 0: none). They are a seeded random sample, preprocessed as
-            validation is (no augmentation: the statistics must be those of the images the model is evaluated
-            and deployed on), given as the train loader's ``calibration_sample`` loader (shared over ranks as
-            validation is); without it, calibration reads training batches.
+        bn_calibrate: images of the training split for a BatchNorm calibration sample (None: the default count,
+            `calibration_images`; 0: none): a seeded random sample preprocessed as validation is, given as the
+            train loader's ``calibration_sample`` loader (shared over ranks as validation is). The recipe asks for
+            it with ``--bn-calibrate-from val`` (auto: image folders); without it, calibration reads training
+            batches.
 
     Returns:
         ``(train, val, info)``: two loaders with ``len()``, ``epoch_batches(epoch, start_batch=0)`` and

@@ -9,13 +9,15 @@ from fastmotive.optim.torch_ports import SGD, AdamW, RMSprop
 # The names and defaults are timm's (timm.optim._optim_factory), so `--opt NAME` means what it means in timm's
 # train.py: `sgd` (and its alias `nesterov`) is SGD with Nesterov momentum, `momentum` is classical momentum,
 # both RMSprops smooth with alpha 0.9 (torch's own RMSprop default is 0.99).
+def _sgd(name: str, nesterov: bool) -> OptimInfo:
+    return OptimInfo(name, SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": nesterov},
+                     takes=("momentum", "nesterov"))
+
+
 OPTIMIZERS: dict[str, OptimInfo] = {
-    "sgd": OptimInfo("sgd", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": True},
-                     takes=("momentum", "nesterov")),
-    "momentum": OptimInfo("momentum", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": False},
-                          takes=("momentum", "nesterov")),
-    "nesterov": OptimInfo("nesterov", SGD, ("momentum_buffer",), {"momentum": 0.9, "nesterov": True},
-                          takes=("momentum", "nesterov")),
+    "sgd": _sgd("sgd", nesterov=True),
+    "momentum": _sgd("momentum", nesterov=False),
+    "nesterov": _sgd("nesterov", nesterov=True),
     "adamw": OptimInfo("adamw", AdamW, ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8},
                        takes=("betas", "eps")),
     "rmsprop": OptimInfo("rmsprop", RMSprop, ("square_avg", "momentum_buffer"),

@@ -27,7 +27,7 @@ from fastmotive.run.directory import RunDir
 from fastmotive.run.model_card import write_model_card
 from fastmotive.run.saved import SavedRun, open_run
 from fastmotive.training.calibration import calibrate_bn
-from fastmotive.training.evaluation import CALIBRATION_EPOCH, CalibrationBatches, calibration_images
+from fastmotive.training.evaluation import CALIBRATION_EPOCH
 
 FORMAT = "fastmotive-export/2"     # the per-model folders; the earlier layout has no "format" key
 WEIGHTS = "model.safetensors"
@@ -170,8 +170,7 @@ def _calibrate(run: SavedRun, train, info, setting: int | None) -> dict:
     models = run.calibrated_members()
     if setting == 0 or not models:
         return {"images": 0, "models": [], "statistics": "each model's own running statistics"}
-    batches = CalibrationBatches(train)
-    images = calibration_images(setting, info.train_size)
+    batches, images = run.calibration(train, info, setting)
     used = {which: calibrate_bn(run.pair.model(which), batches, images) for which in models}
     return {"images": max(u.images for u in used.values()), "requested": images, "split": "train",
             "models": list(models), "preprocessing": batches.preprocessing, "calibration_stream": CALIBRATION_EPOCH,

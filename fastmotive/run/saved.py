@@ -37,6 +37,13 @@ class SavedRun:
         return stale_members(self.pair, self.since_motivated, which or self.config.bn_calibrate_models,
                              self.config.growth_init)
 
+    def calibration(self, train, info, images: int | None = None):
+        """(calibration batches, image count) as the run's evaluations calibrated: `images` (default: the run's
+        --bn-calibrate) from the training split `train`."""
+        from fastmotive.training.evaluation import CalibrationBatches
+        return CalibrationBatches(train), calibration_images(
+            self.config.bn_calibrate if images is None else images, info.train_size)
+
     def validation(self, val, batches: int | None = None):
         """The first `batches` validation batches of `val` (default: the run's --val-batches budget; 0 or no
         budget: the whole split), as the run's evaluations read them."""
@@ -84,12 +91,11 @@ def evaluate_run(run_dir, images: int | None = None, device=None, val_batches: i
     (default: the run's --val-batches budget; 0: the whole split); ``val_images`` says how many images that was."""
     import json
 
-    from fastmotive.training.evaluation import CalibrationBatches, evaluate_pair
+    from fastmotive.training.evaluation import evaluate_pair
     run = open_run(run_dir, device)
     train, val, info = run.open_data(images)
-    images = calibration_images(run.config.bn_calibrate if images is None else images, info.train_size)
+    calibration, images = run.calibration(train, info, images)
     val = run.validation(val, val_batches)
-    calibration = CalibrationBatches(train)
     result = {"run": str(run.path), "step": run.step, "stopped_in_episode": run.stopped_in_episode,
               "dataset": info.name, "val_size": info.val_size,
               "val_images": min(info.val_size, len(val) * run.config.batch_size), "models": list(run.pair.members),

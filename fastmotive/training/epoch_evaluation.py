@@ -2,8 +2,8 @@
 BatchNorm statistics it ships with (calibrated only where a switch made them stale: `stale_members`), the raw
 figures after the last epoch only, and the best model of each member kept beside last.pt (timm's model_best).
 
-An epoch's row always has every evaluation column (None where nothing was measured), so summary.csv keeps one
-header whichever epochs were evaluated.
+An epoch's row has every evaluation column (None where nothing was measured), so summary.csv keeps one header
+whichever epochs were evaluated; a run without validation batches has none.
 """
 from __future__ import annotations
 

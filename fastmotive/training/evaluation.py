@@ -6,8 +6,8 @@ Why calibrate: every switch up copies the base's running statistics into the mot
 motivated episode lasts a few batches, far too few for momentum 0.1 to re-estimate them; every switch down hands
 the base statistics gathered partly in the motivated model's context. Re-estimating them from a fixed sample of
 training images before evaluating, as Once-for-All and slimmable networks do, gives each model its own. A model
-whose statistics are its own (a single model, the base long after its last episode) keeps them: re-estimating
-them from a sample only adds the sample's noise (docs/reproduction.md measures both).
+whose statistics are its own (a single model, the base long after its last episode, the models of identity
+growth) keeps them: re-estimating them measured no better (docs/reproduction.md).
 """
 from __future__ import annotations
 
@@ -34,9 +34,9 @@ CALIBRATE_CHOICES = ("stale", "all")
 
 
 class CalibrationBatches:
-    """The batches calibration reads: the train loader's ``calibration_sample`` (a seeded random sample of the
-    training split, preprocessed as validation is; `fastmotive.data.build_loaders`), else the training batches of
-    `CALIBRATION_EPOCH` (training augmentation), or a plain re-iterable from its start."""
+    """The batches calibration reads: the train loader's ``calibration_sample`` when it has one (a seeded random
+    sample of the training split, preprocessed as validation is; `fastmotive.data.build_loaders`), else its
+    training batches of `CALIBRATION_EPOCH` (training augmentation), or a plain re-iterable from its start."""
 
     def __init__(self, train_batches):
         self.train_batches = train_batches
@@ -52,7 +52,8 @@ class CalibrationBatches:
         return iter(as_epoch_loader(self.train_batches).epoch_batches(CALIBRATION_EPOCH))
 
 
-def stale_members(pair, since_motivated: int | None, which: str = "stale", growth_init: str = "paper") -> tuple[str, ...]:
+def stale_members(pair, since_motivated: int | None, which: str = "stale",
+                  growth_init: str = "paper") -> tuple[str, ...]:
     """The members whose BatchNorm statistics are re-estimated before an evaluation and at export.
 
     ``which="all"``: every member. ``"stale"``: with the paper's growth (``growth_init="paper"``), the motivated
@@ -133,8 +134,8 @@ def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, 
     `calibration_batches` when it is one of `calibrate` (default: every member) and `images` > 0, else its own.
 
     The row: ``{model}_eval_loss/top1/top5``, ``{model}_bn_calibrated`` (1 or 0), ``bn_calibration_images`` and
-    ``calibration_s`` (the time calibration took);
-    with `raw`, ``..._raw`` with the statistics as they are too (a second evaluation for a calibrated model only).
+    ``calibration_s`` (the time calibration took); with `raw`, ``..._raw`` with the statistics as they are too (a
+    second evaluation for a calibrated model only).
     `on_evaluated(name, model, figures)` is called while the model holds the statistics it was evaluated with
     (they are restored afterwards).
 
