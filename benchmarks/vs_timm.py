@@ -136,7 +136,8 @@ def timm_command(args, data: Path, model: str, out: Path, name: str) -> list[str
             "--weight-decay", "0.05", "--sched", "cosine", "--sched-on-updates", "--warmup-epochs", "1",
             "--warmup-lr", "1e-5", "--epochs", f["epochs"], "--smoothing", "0.1", "--drop", "0",
             "--color-jitter", "0", "--train-interpolation", "bilinear", "--interpolation", "bilinear",
-            "--seed", "0", "--output", str(out), "--experiment", name, *shlex.split(args.timm_args)]
+            "--seed", "0", "--output", str(out), "--experiment", name,
+            *(["--channels-last"] if channels_last(args, model) else []), *shlex.split(args.timm_args)]
 
 
 def fm_command(args, data: Path, arch: str, out: Path, name: str) -> list[str]:
@@ -145,9 +146,17 @@ def fm_command(args, data: Path, arch: str, out: Path, name: str) -> list[str]:
             str(data), "--loader", args.fm_loader, "--img-size", f["img"], "--device", "cpu", "-j", f["j"],
             "-b", f["b"], "--opt", "adamw", "--lr", "1e-3", "--weight-decay", "0.05", "--sched", "cosine",
             "--warmup-epochs", "1", "--warmup-lr", "1e-5", "--epochs", f["epochs"], "--smoothing", "0.1",
-            "--drop", "0", "--head-init", "default", "--seed", "0", "--no-progress", "--output", str(out),
+            "--drop", "0", "--head-init", "default", "--seed", "0", "--channels-last", args.channels_last,
+            "--no-progress", "--output", str(out),
             "--experiment", name, *shlex.split(args.fm_args),
             *(shlex.split(args.fm_pair_args) if ":" in arch else [])]   # X-Y's own flags (--growth-init)
+
+
+def channels_last(args, model: str) -> bool:
+    """Whether the runs of `model` are channels-last: what fastmotive's --channels-last resolves to on the CPU
+    (auto: the family's choice), given to timm as its --channels-last too."""
+    from fastmotive.families import family_of
+    return args.channels_last == "on" or (args.channels_last == "auto" and family_of(model).channels_last)
 
 
 class AnonPeak(threading.Thread):
@@ -429,6 +438,9 @@ def parse_args(argv):
     p.add_argument("--cores", default="0,1", help="the cores to pin to (taskset -c)")
     p.add_argument("--no-pin", dest="pin", action="store_false", help="no taskset")
     p.add_argument("--fm-loader", default="auto", help="fastmotive --loader")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="memory format of both tools' runs: fastmotive's --channels-last, and timm's --channels-last "
+                        "where it resolves on (auto: the family's choice on the CPU)")
     p.add_argument("--fm-args", default="", help="extra fastmotive train flags, e.g. '--eval-interval 2'")
     p.add_argument("--fm-pair-args", default="", help="extra flags for fastmotive's X-Y only, e.g. '--growth-init "
                    "identity'")

@@ -1,6 +1,4 @@
 """The fastmotive command line as a module: ``python -m fastmotive`` (and ``torchrun -m fastmotive``)."""
-import sys
+from fastmotive.cli.main import run
 
-from fastmotive.cli.main import main
-
-sys.exit(main())
+run()

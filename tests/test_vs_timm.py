@@ -48,7 +48,7 @@ def test_read_fastmotive_falls_back_to_the_run_wide_rate(tmp_path):
 def test_plan_pairs_the_tools_and_swaps_cores(tmp_path):
     args = SimpleNamespace(repeats=2, models=["efficientnet_b0", "efficientnet_b2"], schedule="parallel", pin=True,
                            cores=[0, 1], batch_size=64, epochs=3, img_size=32, workers=1, fm_loader="auto",
-                           fm_args="", fm_pair_args="--growth-init identity", timm_args="",
+                           fm_args="", fm_pair_args="--growth-init identity", timm_args="", channels_last="auto",
                            timm_train=tmp_path / "train.py")
     rounds = bench.plan(args, tmp_path, tmp_path, with_timm=True)
     assert [[(j["tool"], j["row"]) for j in r] for r in rounds[:3]] == [
@@ -56,6 +56,8 @@ def test_plan_pairs_the_tools_and_swaps_cores(tmp_path):
         [("fastmotive", "X-Y"), ("fastmotive", "X-Y")]]
     growth = [("--growth-init" in j["cmd"]) for r in rounds[:3] for j in r]
     assert growth == [False, False, False, False, True, True]   # the pair's own flags on X-Y only
+    layouts = [("--channels-last" in j["cmd"]) for r in rounds[:2] for j in r]
+    assert layouts == [True] * 4   # efficientnet: channels-last in fastmotive (auto), so in timm too
     assert bench.round_cores(args, 2, 0) == [0, 1] and bench.round_cores(args, 2, 1) == [1, 0]
     args.schedule = "serial"
     rounds = bench.plan(args, tmp_path, tmp_path, with_timm=False)

@@ -3,9 +3,14 @@ compare, transfer, tune-k)."""
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import shlex
 import signal
 import sys
+import threading
+from typing import NoReturn
 
 from fastmotive.cli.experiments import add_compare_parser, add_transfer_parser, add_tune_k_parser
 from fastmotive.config import settings
@@ -244,5 +249,25 @@ def _bounded(exc: Exception) -> str:
     return text if len(text) <= MAX_ERROR else f"{text[:MAX_ERROR]}... ({len(text) - MAX_ERROR} more characters)"
 
 
+def run() -> NoReturn:
+    """The console script: `main`, then a quick exit."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Exit once the command is done without unloading the interpreter: the atexit handlers run (logging,
+    temporary files, process pools), other Python threads are joined and the standard streams flushed, then
+    `os._exit`. The module teardown it skips frees nothing a finished command needs and took 1.2 s (torch and
+    timm) to 1.7 s (with DALI) of each command on a CPU."""
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):   # a closed or broken pipe: nothing more to say
+            stream.flush()
+    os._exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -46,7 +46,7 @@ def with_keywords(config, overrides: dict, caller: str):
         if name in changes:
             raise TypeError(f"{caller} got two keywords for the setting {name!r} (an alias and its name)")
         changes[name] = value
-    return replace(checked(config) if config is not None else TrainConfig(), **changes)
+    return replace(checked(config) if config is not None else TrainConfig(), **_today(changes))
 
 
 def for_single_model(config, explicit, what: str):
@@ -58,6 +58,13 @@ def for_single_model(config, explicit, what: str):
             raise ConfigError(f"{what} trains one model alone: {BY_NAME[name].flag} {getattr(config, name)} has "
                               "no motivated model to act on (drop it, or give BASE:MOTIVATED)")
     return replace(config, **alone)
+
+
+def _today(values: dict) -> dict:
+    """A saved or configured mapping in today's spelling: ``channels_last`` was a switch before it took
+    auto/on/off (true and false read as on and off, what such a run trained with)."""
+    value = values.get("channels_last")
+    return {**values, "channels_last": "on" if value else "off"} if isinstance(value, bool) else values
 
 
 def _frozen(values: dict) -> dict:
@@ -122,7 +129,7 @@ def read_yaml(path: str | Path) -> dict:
     if not isinstance(loaded, dict):
         raise ConfigError(f"config file {path} must hold a mapping of setting: value, not a "
                           f"{type(loaded).__name__}")
-    config = {str(k).replace("-", "_"): v for k, v in loaded.items()}
+    config = _today({str(k).replace("-", "_"): v for k, v in loaded.items()})
     unknown = sorted(k for k in config if k not in BY_NAME)
     if unknown:
         raise ConfigError(f"config {path}: unknown keys {', '.join(unknown)} (settings are "
@@ -144,6 +151,7 @@ def from_namespace(args: argparse.Namespace):
 def from_record(saved: dict, source: str = "args.yaml"):
     """The TrainConfig a run recorded (its args.yaml); settings it predates keep their defaults, other keys
     (model_kwargs, git_commit, tune-k's fold) are ignored."""
+    saved = _today(saved)
     values = {s.name: saved.get(s.name, s.default) for s in SETTINGS}
     for name, value in values.items():
         _check(name, value, origin=f"{source}: {name}:")
@@ -184,7 +192,7 @@ def _has_type(value, kind) -> bool:
 def resume_config(config, saved: dict, explicit: set[str], run_dir) -> Any:
     """`config` with the saved settings of the run being resumed; a flag that contradicts one is refused. The
     `kept` ones (TensorBoard, W&B, the checkpoint interval, --check-sync) come back too, unless given again."""
-    saved = _frozen(saved)
+    saved = _frozen(_today(saved))
     kept = {s.name: saved[s.name] for s in SETTINGS if s.kept and s.name in saved and s.name not in explicit}
     config = dataclasses.replace(config, **kept)
     taken = [s.name for s in SETTINGS if s.saved and s.name in saved]
@@ -211,4 +219,4 @@ def training_names() -> tuple[str, ...]:
 
 def with_defaults(saved: dict) -> dict:
     """A run's args.yaml with the settings it predates at their defaults (the behaviour it was trained with)."""
-    return {**record(TrainConfig()), **saved}
+    return {**record(TrainConfig()), **_today(saved)}

@@ -14,6 +14,7 @@ from fastmotive.config.checks import (is_augment_policy, is_condition, is_device
                                       is_folder_name, is_member_rates, is_non_negative, is_positive)
 from fastmotive.config.setting import setting, settings_of
 from fastmotive.core.growth import GROWTH_INITS
+from fastmotive.core.pair import CHANNELS_LAST
 from fastmotive.core.switch import BACKENDS
 from fastmotive.optim.registry import OPTIMIZERS
 from fastmotive.training.evaluation import CALIBRATE_CHOICES
@@ -195,7 +196,9 @@ class TrainConfig:
     device: str | None = setting(None, "cpu, cuda, cuda:1 (default: cuda if available)", str, "run",
         saved=False, check=is_device, expect="cpu, or cuda / cuda:N on a machine with that GPU")
     amp: bool = setting(False, "bf16 autocast", None, "run")
-    channels_last: bool = setting(False, "feed inputs in channels-last memory format", None, "run")
+    channels_last: str = setting("auto", "channels-last activations (on, off; the flag alone: on). auto: on for "
+        "the families measured faster with it on the CPU (efficientnet, the CIFAR ResNets), off elsewhere and on "
+        "GPUs", str, "run", choices=CHANNELS_LAST, nargs="?", const="on")
     compile: str | None = setting(None,
         "torch.compile both models (mode: default, reduce-overhead, max-autotune)", str, "run",
         choices=("default", "reduce-overhead", "max-autotune"), nargs="?", const="default")

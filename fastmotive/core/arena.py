@@ -43,6 +43,12 @@ class Slot:
     def numel(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def layout_free(self) -> bool:
+        """A 4-D tensor whose channels-last order is its contiguous order (1x1 and depthwise convolution
+        weights): only the stride of a size-1 dimension differs, so either view reads the same bytes."""
+        return len(self.shape) == 4 and (self.shape[1] == 1 or self.shape[2] * self.shape[3] == 1)
+
 
 def as_bits(t: torch.Tensor) -> torch.Tensor:
     """`t` viewed as the integer dtype of its item size: copies through it move bits, never floats."""
@@ -98,6 +104,7 @@ class Arena:
                     self.segment_bounds[model_name] = (start, cursor)
         self.columns = cursor
         self.state_rows = state_rows
+        self.channels_last = False   # layout-free parameters and gradients bound with channels-last strides
         self.data = torch.zeros(state_rows + 2, self.columns, dtype=self.dtype, device=device)
         with torch.no_grad():   # fill row 0 with the models' current values
             for slot in self.slots.values():
@@ -137,7 +144,22 @@ class Arena:
         row = row % self.data.shape[0]
         byte_offset = (self.data.storage_offset() + row * self.columns + slot.offset) * self.dtype.itemsize
         t = torch.empty(0, dtype=slot.dtype, device=self.data.device)
-        return t.set_(self.data.untyped_storage(), byte_offset // slot.dtype.itemsize, slot.shape)
+        storage, offset = self.data.untyped_storage(), byte_offset // slot.dtype.itemsize
+        if self.channels_last and slot.kind == "param" and slot.layout_free:
+            n, c, h, w = slot.shape
+            return t.set_(storage, offset, slot.shape, (h * w * c, 1, w * c, c))
+        return t.set_(storage, offset, slot.shape)
+
+    def set_channels_last(self, on: bool) -> None:
+        """Bind the layout-free convolution weights (and their gradients) with channels-last strides, or back.
+
+        Metadata only: the bytes, the addresses and every copy plan stay as they are. A convolution whose
+        weight reads channels-last keeps its activations channels-last, which the CPU's kernels run 2-2.5x
+        faster for EfficientNet (docs/benchmarks.md, "Channels-last on the CPU"); weights whose two orders
+        differ (a stem convolution, 3x3 kernels over several channels) stay contiguous."""
+        if on != self.channels_last:
+            self.channels_last = on
+            self._bind()
 
     def _current(self, slot: Slot) -> torch.Tensor:
         model = self.models[slot.model]

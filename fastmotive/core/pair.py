@@ -70,6 +70,7 @@ class MotivatedPair:
         self.keep_buffers = False   # True: switches leave each model's BN statistics in place (--bn-buffers keep)
         self._backend = resolve_backend(backend, self.device)
         self._backend_asked = backend            # None: follow the device's default through to()
+        self._layout_hooks: list = []            # set_channels_last's input conversions
 
     @classmethod
     def from_names(cls, base_name: str, motivated_name: str, *, base_kwargs: dict | None = None,
@@ -146,6 +147,21 @@ class MotivatedPair:
         """The named model's parameters, grads and optimizer-state rows as one flat segment."""
         self.model(name)
         return self.arena.segment(name)
+
+    @property
+    def channels_last(self) -> bool:
+        return self.arena.channels_last
+
+    def set_channels_last(self, on: bool) -> None:
+        """Run both members channels-last (or back): each converts its 4-D input on the way in (a forward
+        pre-hook, so training, evaluation, calibration and compiled forwards all see it) and the arena binds
+        their layout-free convolution weights with channels-last strides (`Arena.set_channels_last`). Set it
+        before a member is compiled or traced."""
+        for handle in self._layout_hooks:
+            handle.remove()
+        self._layout_hooks = [self.model(m).register_forward_pre_hook(_channels_last_input)
+                              for m in self.members] if on else []
+        self.arena.set_channels_last(on)
 
     def set_state_rows(self, n: int) -> None:
         """Make the switch carry `n` optimizer state rows (allocating them if needed; a set-up step)."""
@@ -256,6 +272,26 @@ class MotivatedPair:
         info.update(runs=len(self.plan.runs), param_runs=self.plan.param_runs,
                     mean_run_bytes=round(run_bytes / max(len(self.plan.runs), 1)), arena_columns=self.arena.columns, arena_rows=int(self.arena.data.shape[0]))
         return info
+
+
+CHANNELS_LAST = ("auto", "on", "off")   # --channels-last
+
+
+def wants_channels_last(choice: str, pair: MotivatedPair) -> bool:
+    """--channels-last as a yes or no for `pair`: auto follows the family's measured preference on the CPU
+    (`Family.channels_last`) and stays off on GPUs and for hand-made pairs, where it was not measured."""
+    if choice not in CHANNELS_LAST:
+        raise ValueError(f"channels_last {choice!r}: expected one of {', '.join(CHANNELS_LAST)}")
+    if choice == "auto":
+        return pair.family is not None and pair.family.channels_last and pair.device.type == "cpu"
+    return choice == "on"
+
+
+def _channels_last_input(module: nn.Module, args: tuple):
+    x, *rest = args
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return (x.contiguous(memory_format=torch.channels_last), *rest)
+    return None
 
 
 @contextlib.contextmanager

@@ -41,6 +41,9 @@ class Family:
     # embedding_producers(model): {tensor name: feature dim} of the tensors that write the residual stream
     #   (embedding) when a LayerNorm normalises it; their differential features are zeroed (an approximation).
     embedding_producers: Callable[[nn.Module], dict[str, int]] | None = None
+    # --channels-last auto turns channels-last activations on for this family on the CPU, where it was measured
+    # faster (docs/benchmarks.md, "Channels-last on the CPU")
+    channels_last: bool = False
 
     def build(self, name: str, *, num_classes: int, img_size: int | None = None, **kwargs) -> nn.Module:
         """One member, randomly initialised. `img_size` reaches only families whose models fix their input size
@@ -98,7 +101,8 @@ def register_family(name: str, *, pattern: str, members: list[str], build: Calla
                     rates: Callable[[str], tuple[float, float]] | None = lambda name: (0.0, 0.0),
                     block_skip: Callable[[nn.Module], bool | None] | None = None,
                     identity_tensors: Callable[[nn.Module], list[str]] | None = None,
-                    embedding_producers: Callable[[nn.Module], dict[str, int]] | None = None):
+                    embedding_producers: Callable[[nn.Module], dict[str, int]] | None = None,
+                    channels_last: bool = False):
     """Decorator for a family's ``weights_map(base, motivated)`` rule. A duplicate name raises.
 
     Args:
@@ -109,12 +113,13 @@ def register_family(name: str, *, pattern: str, members: list[str], build: Calla
         rates: member name -> its published (dropout, stochastic depth), for ``--drop auto``; None: the
             members take neither.
         block_skip, identity_tensors, embedding_producers: growth hooks (see `Family`); None: generic rules.
+        channels_last: what ``--channels-last auto`` chooses for the family on the CPU.
     """
     def wrap(weights_map):
         if name in _FAMILIES:
             raise ValueError(f"family {name!r} is registered twice")
         _FAMILIES[name] = Family(name, re.compile(pattern), tuple(members), build, weights_map, load, sized_input,
-                                 rates, block_skip, identity_tensors, embedding_producers)
+                                 rates, block_skip, identity_tensors, embedding_producers, channels_last)
         return weights_map
     return wrap
 

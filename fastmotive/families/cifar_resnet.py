@@ -80,6 +80,7 @@ def identity_tensors(block: BasicBlock) -> list[str]:
 
 
 @register_family("cifar_resnet", pattern=r"resnet(?P<member>20|32|44|56|110)", members=list(DEPTHS),
-                 build=cifar_resnet, rates=None, block_skip=block_skip, identity_tensors=identity_tensors)
+                 build=cifar_resnet, rates=None, block_skip=block_skip, identity_tensors=identity_tensors,
+                 channels_last=True)
 def cifar_resnet_map(base, motivated):
     return map_by_rule(base, motivated, "cifar_resnet", rename=last_to_last(base, motivated))

@@ -26,6 +26,7 @@ def identity_tensors(block) -> list[str]:
 
 
 @register_family("efficientnet", pattern=r"efficientnet_(?P<member>b[0-7])", members=MEMBERS, build=create_timm,
-                 load=load_timm, rates=published_rates, block_skip=block_skip, identity_tensors=identity_tensors)
+                 load=load_timm, rates=published_rates, block_skip=block_skip, identity_tensors=identity_tensors,
+                 channels_last=True)
 def efficientnet_map(base, motivated):
     return map_by_rule(base, motivated, "efficientnet", rule="leading/same-block")

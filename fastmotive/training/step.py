@@ -74,7 +74,7 @@ class TrainStep:
         forward: {"base": fn, "motivated": fn}, the modules or their torch.compile'd wrappers.
         optimizers: {"base": optimizer, "motivated": optimizer} on the models' arena segments.
         loss: loss(logits, targets) (`make_loss`); None: plain cross-entropy.
-        amp, channels_last: the settings of the same names.
+        amp: bf16 autocast (the setting of that name).
         clip_grad, clip_mode: gradient clipping (None: off).
         grad_norm: also return the gradient's L2 norm (an extra pass over the gradient row and a sync).
         dist: the process group (`fastmotive.distributed.Distributed`; None: this process alone). After the
@@ -84,11 +84,11 @@ class TrainStep:
     """
 
     def __init__(self, models: dict, forward: dict, optimizers: dict, *, loss=None, amp: bool = False,
-                 channels_last: bool = False, clip_grad: float | None = None, clip_mode: str = "norm",
+                 clip_grad: float | None = None, clip_mode: str = "norm",
                  grad_norm: bool = False, dist=None):
         self.models, self.forward, self.optimizers = models, forward, optimizers
         self.loss = loss or make_loss()
-        self.amp, self.channels_last = amp, channels_last
+        self.amp = amp
         self.clip_grad, self.clip_mode = clip_grad, clip_mode
         self.grad_norm, self.dist = grad_norm, dist
 
@@ -102,8 +102,6 @@ class TrainStep:
         optimizer.zero_grad()
         total = 0.0
         for x, y in micro:
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 loss = self.loss(self.forward[model](x), y)
             (loss / len(micro)).backward()   # the mean over micro-batches, as one batch of all of them

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from fastmotive.conditions import Condition, Signal, parse_condition
 from fastmotive.config import settings
 from fastmotive.core.growth import init_growth
-from fastmotive.core.pair import MotivatedPair
+from fastmotive.core.pair import MotivatedPair, wants_channels_last
 from fastmotive.data.loaders.protocol import as_epoch_loader
 from fastmotive.distributed import Distributed, synced_view
 from fastmotive.errors import TrainingDivergedError
@@ -91,6 +91,7 @@ class Trainer:
         self.checkpoint_path = RunDir(output).checkpoint_path if output is not None else None
         self.run = RunDir(output) if output is not None and self.dist.is_main else None
         pair.set_state_rows(len(OPTIMIZERS[c.opt].state_rows))   # before taking segments: may re-bind
+        pair.set_channels_last(wants_channels_last(c.channels_last, pair))   # before compiling: re-binds
         self.growth = init_growth(pair, c.growth_init) if len(pair.members) > 1 else None   # a resume overwrites
         # timm models list tensors never to decay (ViT: pos_embed, cls_token); both members share the names
         no_decay = tuple(getattr(pair.base, "no_weight_decay", lambda: ())())
@@ -118,7 +119,7 @@ class Trainer:
         c = self.config
         return TrainStep({m: self.pair.model(m) for m in self.pair.members}, self.forward, self.optimizers,
                          loss=make_loss(smoothing=c.smoothing, bce=c.bce_loss), amp=c.amp,
-                         channels_last=c.channels_last, clip_grad=c.clip_grad, clip_mode=c.clip_mode,
+                         clip_grad=c.clip_grad, clip_mode=c.clip_mode,
                          grad_norm="grad_norm" in self.condition.needs, dist=self.dist)
 
     @property

@@ -103,7 +103,8 @@ EXEMPT = {   # how or where, not what: the same numbers by design, each tested w
                "loader (tests/cli/test_bad_input.py)",
     "switch_backend": "the switch's implementation; the three agree bitwise (tests/core/test_switch.py)",
     "compile": "torch.compile of the same model (tests/training/test_compile.py)",
-    "channels_last": "memory layout of the same tensors",
+    "channels_last": "memory layout of the same tensors; the same numbers to rounding "
+                     "(tests/core/test_channels_last.py)",
     "device": "where it runs (here the default is the CPU already)",
     "checkpoint_every": "when last.pt is written; seen after a kill -9 (tests/cli/test_cli.py)",
     "output": "where the run directory is", "experiment": "the run directory's name",

@@ -71,7 +71,8 @@ def test_evaluate_pair_equals_calibrating_by_hand():
         reference.load_state_dict(model.state_dict())
         fm.bn_calibration.calibrate_bn(reference, train_batches, 40)
         loss, top1, _ = evaluate(reference, val)
-        assert (row[f"{name}_eval_loss"], row[f"{name}_top1"]) == (loss, top1)
+        # the pair runs channels-last (the CIFAR ResNets' auto), the reference contiguously: rounding apart
+        assert (row[f"{name}_eval_loss"], row[f"{name}_top1"]) == (pytest.approx(loss, rel=1e-5), top1)
     assert torch.equal(pair.arena.data, before)
 
 

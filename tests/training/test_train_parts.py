@@ -256,7 +256,15 @@ def test_the_bar_shows_on_a_terminal_only():
     assert "motivated 100.0%" in bar.progress.console.file.getvalue()
 
 
-def test_first_ctrl_c_stops_after_the_batch_and_checkpoints(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, as in a terminal (a shell's background job starts with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_first_ctrl_c_stops_after_the_batch_and_checkpoints(tmp_path, python_sigint):
     def interrupt(step):
         if step == 2:
             signal.raise_signal(signal.SIGINT)
@@ -267,7 +275,7 @@ def test_first_ctrl_c_stops_after_the_batch_and_checkpoints(tmp_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_second_ctrl_c_raises_keyboard_interrupt():
+def test_second_ctrl_c_raises_keyboard_interrupt(python_sigint):
     def interrupt_twice(step):
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)
