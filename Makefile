@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(VENV)/bin/fastmotive train --arch efficientnet_b0:b2 --growth-init identity --output runs
+	$(VENV)/bin/fastmotive train --arch efficientnet_b0:b2 --output runs
 
 test: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -q

@@ -30,26 +30,37 @@ LAYOUTS = ("contiguous", "fastmotive", "timm")
 
 
 def build(name: str, layout: str, img_size: int):
-    """(train step, eval forward) of `name` as a single-model pair's Trainer runs it, in `layout`."""
+    """(train step, evaluation forward) of `name` as a single-model pair's Trainer runs them, in `layout`."""
     torch.manual_seed(0)
     pair = fm.MotivatedPair.from_arch(name, num_classes=10, img_size=img_size)
+    model = pair.base
     if layout == "timm":   # weights in channels-last byte order: a copy outside the arena
-        model = pair.base.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
 
         def step(x, y):
+            model.train()
             optimizer.zero_grad()
             F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)), y).backward()
             optimizer.step()
-        return step, lambda x: model(x.contiguous(memory_format=torch.channels_last))
-    trainer = fm.Trainer(pair, optimizer="adamw", lr=1e-3, channels_last="on" if layout == "fastmotive" else "off")
-    return (lambda x, y: trainer.step_fn("base", x, y, 1e-3, 0)), pair.base
+    else:
+        trainer = fm.Trainer(pair, optimizer="adamw", lr=1e-3,
+                             channels_last="on" if layout == "fastmotive" else "off")
+
+        def step(x, y):
+            trainer.step_fn("base", x, y, 1e-3, 0)
+
+    @torch.inference_mode()
+    def evaluate(x):
+        model.eval()
+        model(x.contiguous(memory_format=torch.channels_last) if layout == "timm" else x)
+    return step, evaluate
 
 
-def per_image_ms(fn, batch: int, rounds: int = 3) -> float:
+def per_image_ms(fn, args_, batch: int, rounds: int = 3) -> float:
     start = time.perf_counter()
     for _ in range(rounds):
-        fn()
+        fn(*args_)
     return (time.perf_counter() - start) / (rounds * batch) * 1e3
 
 
@@ -57,17 +68,14 @@ def bench_model(name: str, args) -> dict:
     x, y = torch.randn(args.batch, 3, args.img_size, args.img_size), torch.randint(0, 10, (args.batch,))
     runs = {layout: build(name, layout, args.img_size) for layout in LAYOUTS}
     times = {layout: {"train": [], "eval": []} for layout in LAYOUTS}
-    for layout, (step, forward) in runs.items():   # warm-up: first calls allocate and pick kernels
+    for step, evaluate in runs.values():   # warm-up: first calls allocate and pick kernels
         step(x, y)
-        with torch.inference_mode():
-            forward.eval() if isinstance(forward, torch.nn.Module) else None
-            forward(x)
+        evaluate(x)
     for r in range(args.repeats):
         for layout in LAYOUTS[r % 3:] + LAYOUTS[:r % 3]:
-            step, forward = runs[layout]
-            times[layout]["train"].append(per_image_ms(lambda: step(x, y), args.batch))
-            with torch.inference_mode():
-                times[layout]["eval"].append(per_image_ms(lambda: forward(x), args.batch))
+            step, evaluate = runs[layout]
+            times[layout]["train"].append(per_image_ms(step, (x, y), args.batch))
+            times[layout]["eval"].append(per_image_ms(evaluate, (x,), args.batch))
     medians = {layout: {k: statistics.median(v) for k, v in t.items()} for layout, t in times.items()}
     base = medians["contiguous"]
     return {"model": name, "ms_per_image": medians,
@@ -90,7 +98,7 @@ def main(argv=None) -> dict:
             f"{row['speedup'][lay][k]:15.2f}x" for lay in LAYOUTS[1:] for k in ("train", "eval")))
     result = {"config": vars(args), "threads": torch.get_num_threads(), "rows": rows,
               "machine": machine_info(torch.device("cpu"))}
-    write_json(args.json, result)
+    write_json(result, args.json)
     return result
 
 

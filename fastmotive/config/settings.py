@@ -15,7 +15,7 @@ from fastmotive.config.setting import Setting
 from fastmotive.config.train_config import BY_NAME, DEFAULT_ARCH, SETTINGS, TrainConfig
 from fastmotive.errors import ConfigError
 
-__all__ = ["BY_NAME", "DEFAULT_ARCH", "SETTINGS", "Setting", "TrainConfig", "add_arguments", "checked",
+__all__ = ["ALONE", "BY_NAME", "DEFAULT_ARCH", "SETTINGS", "Setting", "TrainConfig", "add_arguments", "checked",
            "differences", "explicit_settings", "for_single_model", "from_namespace", "from_record", "read_yaml",
            "record", "replace", "resume_config", "training_names", "with_defaults", "with_keywords"]
 
@@ -49,15 +49,18 @@ def with_keywords(config, overrides: dict, caller: str):
     return replace(checked(config) if config is not None else TrainConfig(), **_today(changes))
 
 
+# A model trained alone never switches and has no differential tensors to initialise ("paper" does nothing).
+ALONE = {"condition": "never", "growth_init": "paper"}
+
+
 def for_single_model(config, explicit, what: str):
     """`config` for one model trained alone (`what` names it): it never switches, so its condition is "never"
     and its growth init "paper" (it has no differential tensors); another value among `explicit` is refused."""
-    alone = {"condition": "never", "growth_init": "paper"}
-    for name, value in alone.items():
+    for name, value in ALONE.items():
         if name in explicit and getattr(config, name) != value:
             raise ConfigError(f"{what} trains one model alone: {BY_NAME[name].flag} {getattr(config, name)} has "
                               "no motivated model to act on (drop it, or give BASE:MOTIVATED)")
-    return replace(config, **alone)
+    return replace(config, **ALONE)
 
 
 def _today(values: dict) -> dict:

@@ -175,9 +175,9 @@ class TrainConfig:
         "copy: a switch moves BatchNorm running statistics with the weights (the "
         "paper); keep: each model keeps its own, only weights and optimizer state move", str,
         choices=("copy", "keep"))
-    growth_init: str = setting("paper", "paper: the motivated model's differential tensors keep their random "
-        "initialisation (the paper); identity: they start so that the motivated model computes the base's "
-        "function at the first switch up (function-preserving growth; docs/weights-maps.md)", str, choices=GROWTH_INITS)
+    growth_init: str = setting("identity", "identity: the motivated model's differential tensors start so that it "
+        "computes the base's function at the first switch up (function-preserving growth; docs/weights-maps.md); "
+        "paper: they keep their random initialisation (the paper's recipes)", str, choices=GROWTH_INITS)
     seed: int = setting(0, "seeds the data order, the initial weights and random conditions", int,
         check=lambda x: 0 <= x < 2**32, expect="an integer in [0, 2^32)")
     # run

@@ -110,7 +110,7 @@ CLASSIC_RUNS = ("X-C", "X-Y", "Y-C")   # a seed's runs, in the order they train
 def run_config(base, folder: Path, label: str, seed: int, condition: str | None = None):
     """The settings of run LABEL-sSEED in `folder`.
 
-    X-C and Y-C train one model alone (``arch`` the base's or the motivated model's name, condition ``never``,
+    X-C and Y-C train one model alone (``arch`` the base's or the motivated model's name, `settings.ALONE`,
     a ``--drop``/``--drop-path`` BASE:MOTIVATED pair reduced to that model's rate); the pair runs (X-Y, A, B)
     keep the base settings with `condition` (default: the base's, the X-Y runs').
     """
@@ -118,7 +118,7 @@ def run_config(base, folder: Path, label: str, seed: int, condition: str | None 
     if label in ("X-C", "Y-C"):
         member = 0 if label == "X-C" else 1
         arch = parse_arch(base.arch)
-        changes.update(arch=(arch.base, arch.motivated)[member], condition="never",
+        changes.update(arch=(arch.base, arch.motivated)[member], **settings.ALONE,
                        **{k: member_rate(getattr(base, k), member) for k in ("drop", "drop_path")})
     else:
         changes["condition"] = base.condition if condition is None else condition

@@ -46,7 +46,7 @@ def finetune_config(base, finetune: dict, folder: Path, row: str, seed: int, tar
     own = {k: v for k, v in finetune.items() if k not in FINETUNE_OWN}
     config = settings.replace(base, **{k: member_rate(getattr(base, k), 0) for k in ("drop", "drop_path")})
     return settings.replace(config, **own, arch=parse_arch(base.arch).base, dataset=target, data_dir=target_dir,
-                            num_classes=None, initial_checkpoint=f"{source_dir}:base", seed=seed, condition="never",
+                            num_classes=None, initial_checkpoint=f"{source_dir}:base", seed=seed, **settings.ALONE,
                             output=str(target_folder(folder, target)), experiment=f"{row}-s{seed}", resume=None)
 
 

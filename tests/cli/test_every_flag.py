@@ -84,7 +84,7 @@ CASES = {
     "bn_calibrate_from": ([], ["--bn-calibrate-from", "val"]),
     "eval_interval": ([], ["--eval-interval", "2"]),
     "bn_buffers": ([], ["--bn-buffers", "keep"]),
-    "growth_init": ([], ["--growth-init", "identity"]),
+    "growth_init": ([], ["--growth-init", "paper"]),
     "seed": ([], ["--seed", "1"]),
     # run
     "max_steps": ([], ["--max-steps", "2"]),

@@ -78,7 +78,7 @@ def test_the_calibration_sample_is_preprocessed_as_validation():
 
 def test_eval_interval_and_raw_figures_after_the_last_epoch(tmp_path):
     trainer = fm.Trainer(pair(), optimizer="adamw", lr=1e-2, condition=fm.LossStreak(k=1), epochs=3,
-                         eval_interval=2, bn_calibrate=32, progress=False, output=tmp_path)
+                         eval_interval=2, bn_calibrate=32, growth_init="paper", progress=False, output=tmp_path)
     rows = trainer.fit(batches(4, 1), batches(2, 2)).epochs
     assert [r["base_top1"] is not None for r in rows] == [False, True, True]
     assert [r["base_top1_raw"] is not None for r in rows] == [False, False, True]
@@ -97,7 +97,7 @@ def test_eval_interval_and_raw_figures_after_the_last_epoch(tmp_path):
 def test_the_best_model_of_each_member_is_kept_as_evaluated(tmp_path):
     p = pair()
     trainer = fm.Trainer(p, optimizer="adamw", lr=1e-2, condition=fm.LossStreak(k=1), epochs=3, bn_calibrate=32,
-                         progress=False, output=tmp_path)
+                         growth_init="paper", progress=False, output=tmp_path)
     val = batches(2, 2)
     rows = trainer.fit(batches(4, 1), val).epochs
     run = RunDir(tmp_path)

@@ -84,7 +84,7 @@ def test_always_trains_the_motivated_model_and_hands_the_base_its_slices():
             reference.state_dict()[e.motivated][tuple(slice(0, n) for n in b.shape)].copy_(b)
     data = batches(5)
     history = Trainer(pair, optimizer="momentum", lr=0.05, weight_decay=5e-4, warmup_epochs=0, condition=Always(),
-                      epochs=2).fit(data)
+                      epochs=2, growth_init="paper").fit(data)   # Algorithm 1's copy alone, no growth init
     assert all(s["active"] == "motivated" for s in history.steps)
     _plain_sgd_reference(reference, data, 0.05, 2)
     for (name, got), want in zip(pair.motivated.state_dict().items(), reference.state_dict().values()):
