@@ -11,8 +11,9 @@ per core (``taskset -c``, OMP_NUM_THREADS=1): timm and fastmotive for X-C and Y-
 for X-Y, so that every command shares the machine with one of its own kind; the cores swap every repeat.
 ``--schedule serial`` runs every command alone on the first core, the tools' order alternating per repeat.
 
-Flags both tools get: AdamW, lr 1e-3, weight decay 0.05 (not on 1-D tensors: both tools' default), cosine
-per step with 1 warmup epoch from 1e-5 (timm: ``--sched-on-updates``), batch 64, label smoothing 0.1 (timm's
+Flags both tools get: channels-last where this script's ``--channels-last`` (default auto, fastmotive's own
+rule) resolves on (timm: ``--channels-last``), AdamW, lr 1e-3, weight decay 0.05 (not on 1-D tensors: both
+tools' default), cosine per step with 1 warmup epoch from 1e-5 (timm: ``--sched-on-updates``), batch 64, label smoothing 0.1 (timm's
 default), dropout 0 (timm's default), the model's own head init, seed 0, one loader worker (timm: a
 DataLoader worker process; fastmotive: one DALI thread, or one DataLoader worker with ``--fm-loader torch``),
 random-resized crop 0.08-1 + horizontal flip with bilinear resampling (timm: ``--color-jitter 0
@@ -62,9 +63,12 @@ TINY = {"images": 128, "val_images": 64, "img_size": 16, "epochs": 1, "batch_siz
 DIFFERENCES = [
     "loader: timm decodes with PIL in a DataLoader worker process; fastmotive's auto loader is DALI's CPU "
     "pipeline (one thread) for folders",
-    "evaluation: both evaluate each model once per epoch; fastmotive first re-estimates the BatchNorm statistics "
-    "of the models a switch made stale (X-Y's motivated model, and its base after a recent episode) from a "
-    "training sample, and measures the raw figures once more after the last epoch",
+    "evaluation: both evaluate each model once per epoch; with --growth-init paper (--fm-pair-args) fastmotive "
+    "first re-estimates the BatchNorm statistics of the models a switch made stale (X-Y's motivated model, and "
+    "its base after a recent episode) from a training sample, and measures the raw figures once more after the "
+    "last epoch; with the default identity growth nothing is stale",
+    "memory format: channels-last where fastmotive's --channels-last resolves on (efficientnet on a CPU): timm "
+    "converts the whole model (--channels-last), fastmotive its inputs and layout-free convolution weights",
     "checkpoints: timm saves checkpoint-N, last and model_best every epoch; fastmotive last.pt",
     "warmup: timm's cosine runs over all steps with the warmup inside it (t_initial = epochs x updates); "
     "fastmotive's schedule is its own (linear warmup, then cosine)",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastmotive.config import settings
-from fastmotive.core.pair import MotivatedPair
+from fastmotive.core.pair import MotivatedPair, wants_channels_last
 from fastmotive.data.build import calibration_images
 from fastmotive.errors import CheckpointError
 from fastmotive.run import checkpoint
@@ -93,6 +93,7 @@ def evaluate_run(run_dir, images: int | None = None, device=None, val_batches: i
 
     from fastmotive.training.evaluation import evaluate_pair
     run = open_run(run_dir, device)
+    run.pair.set_channels_last(wants_channels_last(run.config.channels_last, run.pair))   # the run's own layout
     train, val, info = run.open_data(images)
     calibration, images = run.calibration(train, info, images)
     val = run.validation(val, val_batches)
