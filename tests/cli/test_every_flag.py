@@ -79,9 +79,9 @@ CASES = {
     "epochs": ([], ["--epochs", "1"]),
     "smoothing": ([], ["--smoothing", "0.1"]),
     "condition": ([], ["--condition", "never"]),
-    "bn_calibrate": ([], ["--bn-calibrate", "0"]),
+    "bn_calibrate": (["--growth-init", "paper"], ["--bn-calibrate", "0"]),   # identity growth: nothing stale
     "bn_calibrate_models": (["--condition", "never"], ["--bn-calibrate-models", "all"]),   # the base not stale
-    "bn_calibrate_from": ([], ["--bn-calibrate-from", "val"]),
+    "bn_calibrate_from": (["--growth-init", "paper"], ["--bn-calibrate-from", "val"]),
     "eval_interval": ([], ["--eval-interval", "2"]),
     "bn_buffers": ([], ["--bn-buffers", "keep"]),
     "growth_init": ([], ["--growth-init", "paper"]),
