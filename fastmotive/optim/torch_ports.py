@@ -80,9 +80,10 @@ class AdamW(SegmentOptimizer):
         # segment-sized denominator was the largest allocation an AdamW run kept (15.5 MB for efficientnet_b0)
         for start in range(0, param.numel(), DENOM_CHUNK):
             rows = slice(start, start + DENOM_CHUNK)
-            denom = self._denom[: len(param[rows])]
+            chunk = param[rows]
+            denom = self._denom[: len(chunk)]
             torch.sqrt(exp_avg_sq[rows], out=denom).div_(bias_correction2**0.5).add_(self.eps)
-            param[rows].addcdiv_(exp_avg[rows], denom, value=-step_size)
+            chunk.addcdiv_(exp_avg[rows], denom, value=-step_size)
 
 
 class RMSprop(SegmentOptimizer):
