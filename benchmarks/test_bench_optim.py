@@ -3,8 +3,9 @@ torch.optim on the same model, foreach, single-tensor and (where the device supp
 
 Weight decay follows timm's grouping (no decay on 1-D tensors and biases), as the trainer uses it. Every
 candidate starts from the same weights and gradients; before timing, two arena steps are checked against
-torch.optim's single-tensor path (bitwise on the CPU, as tests/optim/test_optim.py; within 1e-6 on CUDA, where
-`extra_info["bitwise"]` says whether the bits agreed too). Target (issue 5): arena at least 1.5x faster
+torch.optim: the arena AdamW (torch's fused kernel over the segment) against ``fused=True`` within 1e-6, SGD
+against the single-tensor path, bitwise on the CPU as tests/optim/test_optim.py (`extra_info["bitwise"]` says
+whether the bits agreed). Target (issue 5): arena at least 1.5x faster
 than foreach on a CPU; `benchmarks/overhead.py` measures that ratio interleaved.
 
 Last result (2026-11-27, 2-core x86_64 CPU, torch 2.14.1, 2 threads): AdamW arena 8.30 ms, foreach 12.41,
@@ -56,12 +57,15 @@ def arena_optimizer(name: str, pair: fm.MotivatedPair):
     return fm.create_optimizer(name, pair.segment("base"), lr=h.pop("lr"), **h)
 
 
-def check_against_single_tensor(name: str) -> bool:
-    """Two steps of a fresh arena optimizer vs torch.optim foreach=False; returns whether all bits agree."""
+def check_against_reference(name: str) -> bool:
+    """Two steps of a fresh arena optimizer vs torch.optim (fused AdamW, single-tensor SGD); returns whether all
+    bits agree."""
     pair = arena_pair(name)
     start = pair.arena.data.clone()
     model = reference_model(pair)
-    arena, ref = arena_optimizer(name, pair), torch_optimizer(name, model, foreach=False)
+    arena = arena_optimizer(name, pair)
+    fused = getattr(arena, "fused", False)
+    ref = torch_optimizer(name, model, **({"fused": True} if fused else {"foreach": False}))
     for step in (1, 2):
         arena.step(HPARAMS[name]["lr"], step)
         ref.step()
@@ -69,7 +73,7 @@ def check_against_single_tensor(name: str) -> bool:
     for (pname, got), want in zip(pair.base.named_parameters(), model.parameters()):
         bitwise &= torch.equal(got, want)
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-7, msg=lambda m, n=pname: f"{name} {n}: {m}")
-    if DEVICE.type == "cpu":
+    if DEVICE.type == "cpu" and not fused:   # the fused kernel rounds the tail of each tensor its own way
         assert bitwise, f"{name}: the arena step must follow torch.optim's single-tensor path bit for bit on a CPU"
     pair.arena.data.copy_(start)
     return bitwise
@@ -78,7 +82,7 @@ def check_against_single_tensor(name: str) -> bool:
 @pytest.mark.parametrize("name", ["adamw", "momentum"])
 def test_arena_matches_torch_optim_on_device(name):
     """Not a benchmark: the arena step follows torch.optim on the benchmark device (gpu_check.sh runs it)."""
-    check_against_single_tensor(name)
+    check_against_reference(name)
 
 
 @pytest.mark.parametrize("impl", ["arena", "foreach", "single_tensor", "fused"])
@@ -87,7 +91,7 @@ def test_optimizer_step(benchmark, name, impl):
     benchmark.group = f"optimizer step {name} efficientnet_b0"
     pair = arena_pair(name)
     if impl == "arena":
-        benchmark.extra_info["bitwise"] = check_against_single_tensor(name)   # correctness, outside timing
+        benchmark.extra_info["bitwise"] = check_against_reference(name)   # correctness, outside timing
         opt = arena_optimizer(name, pair)
         lr, step = HPARAMS[name]["lr"], [0]
 

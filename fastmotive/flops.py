@@ -4,7 +4,9 @@
   `FlopCountAnalysis` on the model in eval mode: one fused multiply-add is one FLOP (the convention of
   the paper's tables and of timm's model cards). Ops fvcore has no formula for count 0; they are listed
   (`FlopCount.skipped`) so a reader can judge what is missing. fvcore also ignores by design
-  element-wise ops such as ReLU, pads and reshapes.
+  element-wise ops such as ReLU, pads and reshapes. A count is kept in the user cache (`fastmotive.cache`)
+  under the model's structure, its modules' forward code, the input and the library versions: tracing
+  efficientnet_b0 and b2 took 0.3-0.4 s of every run on a CPU.
 - F_{X-Y} (Eq. 1): the average forward FLOPs per training image over a whole run: the base's FLOPs on
   the images of base steps, the motivated model's on motivated steps, divided by all images trained.
   F_{X-C} and F_{Y-C} are the plain models' FLOPs.
@@ -17,12 +19,15 @@ use GFLOPs, so ACC/FLOPs is in accuracy points per GFLOP.
 """
 from __future__ import annotations
 
+import importlib.metadata
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from fastmotive import cache
 
 __all__ = ["FLOPS_CONVENTION", "FlopCount", "Quotient", "acc_f_ratio", "acc_per_flops", "average_train_flops",
            "model_flops", "pair_flops", "run_flops"]
@@ -41,6 +46,10 @@ class FlopCount:
     def to_dict(self) -> dict:
         return {"total": self.total, "by_operator": self.by_operator, "skipped": self.skipped,
                 "input_shape": list(self.input_shape)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FlopCount:
+        return cls(d["total"], d["by_operator"], d["skipped"], tuple(d["input_shape"]))
 
 
 @dataclass(frozen=True)
@@ -82,7 +91,16 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    x = torch.zeros(1, in_chans, h, w, device=device, dtype=dtype)
+    key = _cache_key(model, (1, in_chans, h, w), dtype)
+    cached = cache.lookup("flops", key)
+    if cached is not None:
+        return FlopCount.from_dict(cached)
+    count = _count(model, torch.zeros(1, in_chans, h, w, device=device, dtype=dtype))
+    cache.remember("flops", key, count.to_dict())
+    return count
+
+
+def _count(model: nn.Module, x: torch.Tensor) -> FlopCount:
     was_training = model.training
     model.eval()
     try:
@@ -96,7 +114,28 @@ def model_flops(model: nn.Module, img_size: int | tuple[int, int], in_chans: int
             skipped = dict(sorted(analysis.unsupported_ops().items()))
     finally:
         model.train(was_training)
-    return FlopCount(total, by_op, skipped, (1, in_chans, h, w))
+    return FlopCount(total, by_op, skipped, tuple(x.shape))
+
+
+def _cache_key(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype) -> str:
+    """What a count depends on: the module tree (repr: every layer's settings), every tensor's shape, each
+    module class's forward code (an edited forward counts again), the input, and the versions of torch, timm
+    and fvcore."""
+    classes = sorted({type(m) for m in model.modules()}, key=lambda c: f"{c.__module__}.{c.__qualname__}")
+    code = [(c.__module__, c.__qualname__, getattr(c.forward, "__code__", None) and c.forward.__code__.co_code)
+            for c in classes]
+    tensors = [(n, tuple(t.shape)) for n, t in (*model.named_parameters(), *model.named_buffers())]
+    return cache.fingerprint("flops", repr(model), tensors, code, shape, dtype, _versions())
+
+
+def _versions() -> list[str | None]:
+    versions = []
+    for package in ("torch", "timm", "fvcore"):
+        try:
+            versions.append(importlib.metadata.version(package))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append(None)
+    return versions
 
 
 def fvcore_missing() -> str | None:

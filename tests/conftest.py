@@ -1,8 +1,16 @@
+import atexit
 import os
+import shutil
+import tempfile
 
 # Triton kernels run on the CPU only in the interpreter, which must be chosen before triton is imported.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The user cache (fastmotive/cache.py) of this test session, not the user's: a fresh, empty one each session
+# (module fixtures use it); each test gets its own below.
+if "FASTMOTIVE_CACHE_DIR" not in os.environ:
+    os.environ["FASTMOTIVE_CACHE_DIR"] = tempfile.mkdtemp(prefix="fastmotive-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["FASTMOTIVE_CACHE_DIR"], ignore_errors=True)
 
 import pytest
 import torch
@@ -15,6 +23,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def own_user_cache(monkeypatch, tmp_path_factory):
+    """Each test its own empty user cache: none reads what another remembered (a FLOPs count, a folder check),
+    so each computes what it tests."""
+    monkeypatch.setenv("FASTMOTIVE_CACHE_DIR", str(tmp_path_factory.mktemp("user-cache")))
 
 
 @pytest.fixture

@@ -4,7 +4,9 @@ Algorithm 1 of Acheli & Gaaloul ("Motivation is Something You Need") steps the a
 optimizer after each batch. Here each model's parameters, gradients and optimizer state rows are
 packed in one flat segment, so an update is a handful of in-place ops on 1-D tensors, never a loop
 over the model's tensors. The arithmetic is the single-tensor path of each reference, op for op,
-so a segment follows the reference bit for bit (tests/optim/test_optim.py):
+so a segment follows the reference bit for bit (tests/optim/test_optim.py); AdamW runs torch's fused kernel
+over the segment instead where torch has one (to a few ulps of ``torch.optim.AdamW(fused=True)``; its
+``fused=False`` is the single-tensor path):
 
 - ``sgd`` (alias ``nesterov``), ``momentum``: ``torch.optim.SGD`` (momentum, dampening 0, L2 weight decay added
   to the grad), with Nesterov momentum (``sgd``) or classical momentum (``momentum``), as timm names them.
@@ -66,7 +68,8 @@ def create_optimizer(name: str, segment: Segment, *, lr: float, weight_decay: fl
         alpha: smoothing constant of rmsprop and rmsproptf; None takes timm's 0.9.
         decay_1d: also decay 1-D tensors and biases (timm excludes them by default).
         no_weight_decay: fnmatch patterns of slot names never decayed (timm's model.no_weight_decay()).
-        **extra: lamb only: max_grad_norm (None disables clipping), trust_clip, always_adapt.
+        **extra: lamb: max_grad_norm (None disables clipping), trust_clip, always_adapt; adamw: fused (default
+            True: torch's fused kernel where it has one; False: the single-tensor path, bit for bit).
 
     Returns:
         The optimizer, bound to `segment`.

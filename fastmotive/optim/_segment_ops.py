@@ -91,9 +91,9 @@ def _decay_vector(segment: Segment, weight_decay: float, decay_1d: bool,
         torch.tensor(pieces, device=param.device), output_size=param.numel())
 
 
-def _decayed_runs(segment: Segment, decay_1d: bool, no_weight_decay: Collection[str]) -> list[torch.Tensor]:
-    """Views of `segment.param` covering its decayed slots, consecutive decayed slots (and the zero gaps
-    between them) merged into one view."""
+def _decayed_spans(segment: Segment, decay_1d: bool, no_weight_decay: Collection[str]) -> list[tuple[int, int]]:
+    """(start, stop) of `segment`'s decayed runs: consecutive decayed slots (and the zero gaps between them)
+    merged into one span, ascending."""
     runs: list[list[int]] = []
     previous_decayed = False
     for slot in segment.slots:
@@ -105,7 +105,7 @@ def _decayed_runs(segment: Segment, decay_1d: bool, no_weight_decay: Collection[
         elif decayed:
             runs.append([slot.offset, slot.offset + slot.numel])
         previous_decayed = decayed
-    return [segment.param[start:stop] for start, stop in runs]
+    return [(start, stop) for start, stop in runs]
 
 
 def _with_l2(grad: torch.Tensor, param: torch.Tensor, wd: float | torch.Tensor,

@@ -18,8 +18,10 @@ OPTIMIZERS: dict[str, OptimInfo] = {
     "sgd": _sgd("sgd", nesterov=True),
     "momentum": _sgd("momentum", nesterov=False),
     "nesterov": _sgd("nesterov", nesterov=True),
-    "adamw": OptimInfo("adamw", AdamW, ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8},
-                       takes=("betas", "eps")),
+    # fused: torch's fused kernel where it has one (`AdamW`); False for the single-tensor path's bits
+    "adamw": OptimInfo("adamw", AdamW, ("exp_avg", "exp_avg_sq"), {"betas": (0.9, 0.999), "eps": 1e-8,
+                                                                   "fused": True},
+                       takes=("betas", "eps"), extra=("fused",)),
     "rmsprop": OptimInfo("rmsprop", RMSprop, ("square_avg", "momentum_buffer"),
                          {"alpha": 0.9, "eps": 1e-8, "momentum": 0.9}, takes=("momentum", "alpha", "eps")),
     # timm's RMSpropTF class default eps is 1e-10 (inside the sqrt)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from fastmotive.data import DataError, list_datasets, read_dataset
+from fastmotive.data.datasets import image_folder
 from fastmotive.data.datasets.readers import FASHION_MNIST_SYSTEM_DIR
 from fastmotive.testing import idx_bytes, write_cifar10, write_cifar100, write_idx_dataset, write_image_folder
 
@@ -221,3 +222,30 @@ def test_folder_truncated_png(tmp_path):
     bad.write_bytes(bad.read_bytes()[:-20])
     with pytest.raises(DataError, match="00000.png: truncated PNG"):
         read_dataset("folder", tmp_path)
+
+
+def test_a_whole_folder_is_not_checked_again_until_a_file_changes(tmp_path, monkeypatch):
+    write_image_folder(tmp_path, classes=2, per_class=3, val_per_class=1)
+    checked = []
+    real = image_folder._drop_bad
+    monkeypatch.setattr(image_folder, "_drop_bad", lambda files, *a: checked.extend(files) or real(files, *a))
+    first = read_dataset("folder", tmp_path)
+    assert len(checked) == 8
+    again = read_dataset("folder", tmp_path)
+    assert len(checked) == 8, "unchanged since it was found whole: not read again"
+    assert again.train.files == first.train.files and (again.train.labels == first.train.labels).all()
+    assert again.val.files == first.val.files and (again.val.labels == first.val.labels).all()
+    damaged = tmp_path / "train" / "class1" / "00001.jpg"
+    damaged.write_bytes(damaged.read_bytes()[:-100])   # a changed file: the folder is checked again, and fails
+    with pytest.raises(DataError, match="00001.jpg: truncated JPEG"):
+        read_dataset("folder", tmp_path)
+    assert len(checked) == 8 + 6, "the training split read again (the error comes before the validation split)"
+
+
+def test_a_folder_with_bad_files_is_checked_every_time(tmp_path):
+    write_image_folder(tmp_path, classes=2, per_class=3, val_per_class=1)
+    bad = tmp_path / "train" / "class0" / "00000.jpg"
+    bad.write_bytes(b"")
+    for _ in range(2):
+        with pytest.warns(UserWarning, match=r"skipped 1 undecodable image\(s\)"):
+            assert read_dataset("folder", tmp_path, skip_bad_images=True).skipped == 1

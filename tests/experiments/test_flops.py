@@ -163,3 +163,36 @@ def test_undefined_cases_give_reasons_not_inf():
         assert q.value is None or math.isfinite(q.value)
         assert q.format().startswith("undefined (") or q.value is not None
     assert acc_f_ratio(78.40, 78.06, 79.80, 3.84, 3.8, 7.6)["ratio"].format(".1f") == "18.6"
+
+
+def test_a_count_is_remembered_for_the_same_model_and_input(monkeypatch):
+    first = model_flops(Known(), 8)
+    counted = []
+    monkeypatch.setattr("fastmotive.flops._count", lambda model, x: counted.append(x.shape) or first)
+    assert model_flops(Known().train(), 8) == first and not counted, "the same structure: from the cache"
+    model_flops(Known(), 16)
+    model_flops(nn.Sequential(Known()), 8)
+    assert counted == [(1, 3, 16, 16), (1, 3, 8, 8)], "another input or another module tree counts again"
+
+
+def _net_with(forward):
+    """A class with the same name, layers and repr as every other one made here, and the given forward."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+    Net.forward = forward
+    return Net()
+
+
+def test_an_edited_forward_is_counted_again():
+    once = _net_with(lambda self, x: self.conv(x))
+    twice = _net_with(lambda self, x: self.conv(self.conv(x[:, :3].repeat(1, 1, 1, 1))[:, :3]))
+    assert repr(once) == repr(twice)
+    assert model_flops(twice, 8).total > model_flops(once, 8).total == model_flops(once, 8).total
+
+
+def test_no_cache_counts_the_same(monkeypatch):
+    cached = model_flops(Known(), 8)
+    monkeypatch.setenv("FASTMOTIVE_CACHE_DIR", "off")
+    assert model_flops(Known(), 8) == cached

@@ -1,6 +1,12 @@
-"""The image-folder reader: scan the train/ and val/ class folders, check every file without decoding it."""
+"""The image-folder reader: scan the train/ and val/ class folders, check every file without decoding it.
+
+A folder whose files a run found whole is not checked again while they stay as they were (the same paths,
+sizes and modification times: one stat a file instead of three reads and a header parse), through the user
+cache (`fastmotive.cache`): the check took 0.2-0.4 s for 4000 small PNGs on a CPU, and grows with the folder.
+"""
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -8,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmotive import cache
 from fastmotive.data.datasets.base import FileSplit, RawDataset, _need_dir, register_dataset
 from fastmotive.errors import DataError
 
@@ -82,7 +89,25 @@ def _scan_split(split_dir: Path,
     return files, labels, classes
 
 
+def _listing_key(files: list[str]) -> str | None:
+    """The cache key of a folder's files as they are now (path, size and modification time of each, and the
+    check's own code), or None when one cannot be stat'ed (the check will name it)."""
+    digest = hashlib.sha256(check_image_file.__code__.co_code)   # fed a file at a time: 1.3 M files for ImageNet
+    try:
+        for f in files:
+            st = os.stat(f)
+            digest.update(f"{f}\x00{st.st_size}\x00{st.st_mtime_ns}\n".encode())
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _split(files: list[str], labels: list[int]) -> FileSplit:
+    return FileSplit(tuple(files), np.asarray(labels, np.int64))
+
+
 def _drop_bad(files: list[str], labels: list[int], skip_bad_images: bool) -> tuple[FileSplit, list[str]]:
+    """The split without its bad files, and the bad ones with what is wrong (raises unless `skip_bad_images`)."""
     # Threads: the check is a few small reads per file, bound by file-system latency, not by the GIL.
     with ThreadPoolExecutor(max_workers=8) as pool:
         problems = list(pool.map(check_image_file, files, chunksize=256))
@@ -91,7 +116,7 @@ def _drop_bad(files: list[str], labels: list[int], skip_bad_images: bool) -> tup
         raise DataError(f"{len(bad)} image(s) cannot be decoded (pass --skip-bad-images to skip them): "
                         + "; ".join(bad[:10]) + (" ..." if len(bad) > 10 else ""))
     keep = [i for i, p in enumerate(problems) if p is None]
-    return FileSplit(tuple(files[i] for i in keep), np.asarray([labels[i] for i in keep], np.int64)), bad
+    return _split([files[i] for i in keep], [labels[i] for i in keep]), bad
 
 
 @register_dataset("folder")
@@ -108,11 +133,16 @@ def read_folder(data_dir: Path | None, skip_bad_images: bool = False) -> RawData
         missing = "train/" if not train_dir.is_dir() else "val/ (or validation/)"
         raise DataError(f"{root}: missing {missing}; expected layout: {FOLDER_LAYOUT}")
     files, labels, classes = _scan_split(train_dir, None)
-    class_index = {c: i for i, c in enumerate(classes)}
-    train, bad_train = _drop_bad(files, labels, skip_bad_images)
-    vfiles, vlabels, _ = _scan_split(val_dir, class_index)
-    val, bad_val = _drop_bad(vfiles, vlabels, skip_bad_images)
-    bad = bad_train + bad_val
+    vfiles, vlabels, _ = _scan_split(val_dir, {c: i for i, c in enumerate(classes)})
+    key = _listing_key(files + vfiles)
+    if key is not None and cache.lookup("folder_checks", key) is not None:   # all whole when last checked
+        train, val, bad = _split(files, labels), _split(vfiles, vlabels), []
+    else:
+        (train, bad_train), (val, bad_val) = (_drop_bad(files, labels, skip_bad_images),
+                                              _drop_bad(vfiles, vlabels, skip_bad_images))
+        bad = bad_train + bad_val
+        if key is not None and not bad:
+            cache.remember("folder_checks", key, {"root": str(root.resolve()), "files": len(files) + len(vfiles)})
     if bad:
         warnings.warn(f"skipped {len(bad)} undecodable image(s): " + "; ".join(bad[:10])
                       + (" ..." if len(bad) > 10 else ""), stacklevel=3)
