@@ -93,24 +93,41 @@ def evaluate(model: nn.Module, batches, forward=None, dist=None) -> tuple[float,
     With `dist` (a `fastmotive.distributed.Distributed`; call on every rank, each with its own shard of the
     validation split) the loss sum, top-1 and top-5 counts and the image count are summed over ranks in one
     all-reduce (float64: counts are exact), so every rank returns the figures of the whole split."""
-    forward = model if forward is None else forward
-    was_training = model.training
-    model.eval()
-    sums, total = None, 0   # loss sum, top-1 and top-5 hits, on the device: one read at the end, not per batch
+    return evaluate_models({"model": (model, forward)}, batches, dist)["model"]
+
+
+@torch.no_grad()
+def evaluate_models(models: dict[str, tuple[nn.Module, object]], batches,
+                    dist=None) -> dict[str, tuple[float, float, float]]:
+    """`evaluate` for several models ({name: (model, forward or None)}) in one pass over `batches`: each batch
+    is read, decoded and moved once for all of them (one all-reduce for all with `dist`)."""
+    was_training = {name: model.training for name, (model, _) in models.items()}
+    for model, _ in models.values():
+        model.eval()
+    sums, total = None, 0   # per model: loss sum, top-1 and top-5 hits, on the device: one read at the end
     for images, labels in as_epoch_loader(batches).epoch_batches(0):
-        logits = forward(images).float()
-        hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
-        batch = torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(),
-                             hits[:, 0].sum().double(), hits.any(1).sum().double()])
+        batch = torch.stack([_batch_sums((forward or model)(images).float(), labels)
+                             for model, forward in models.values()])
         sums = batch if sums is None else sums.add_(batch)
         total += len(labels)
-    model.train(was_training)
-    sums = torch.cat([sums.cpu() if sums is not None else torch.zeros(3, dtype=torch.float64),
-                      torch.tensor([float(total)], dtype=torch.float64)])
+    for name, (model, _) in models.items():
+        model.train(was_training[name])
+    sums = sums.cpu() if sums is not None else torch.zeros(len(models), 3, dtype=torch.float64)
+    sums = torch.cat([sums, torch.full((len(models), 1), float(total), dtype=torch.float64)], dim=1)
     if dist is not None and dist.world_size > 1:
         sums = dist.all_sum(sums, "the sharded evaluation")
-    loss_sum, top1, top5, total = sums.tolist()
-    return loss_sum / max(total, 1), 100.0 * top1 / max(total, 1), 100.0 * top5 / max(total, 1)
+    figures = {}
+    for name, (loss_sum, top1, top5, count) in zip(models, sums.tolist()):
+        count = max(count, 1)
+        figures[name] = (loss_sum / count, 100.0 * top1 / count, 100.0 * top5 / count)
+    return figures
+
+
+def _batch_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Loss sum, top-1 and top-5 hits of one batch (float64)."""
+    hits = logits.topk(min(5, logits.shape[1]), dim=1).indices == labels[:, None]
+    return torch.stack([F.cross_entropy(logits, labels, reduction="sum").double(), hits[:, 0].sum().double(),
+                        hits.any(1).sum().double()])
 
 
 @contextlib.contextmanager
@@ -132,33 +149,36 @@ def evaluate_pair(pair, val_batches, calibration_batches=None, images: int = 0, 
                   calibrate=None, raw: bool = True, on_evaluated=None) -> dict:
     """Every member evaluated once, with the statistics it ships with: calibrated from `images` images of
     `calibration_batches` when it is one of `calibrate` (default: every member) and `images` > 0, else its own.
+    The members are evaluated together, in one pass over `val_batches` (`evaluate_models`).
 
     The row: ``{model}_eval_loss/top1/top5``, ``{model}_bn_calibrated`` (1 or 0), ``bn_calibration_images`` and
     ``calibration_s`` (the time calibration took); with `raw`, ``..._raw`` with the statistics as they are too (a
-    second evaluation for a calibrated model only).
+    second pass, over the calibrated members only).
     `on_evaluated(name, model, figures)` is called while the model holds the statistics it was evaluated with
     (they are restored afterwards).
 
     With `dist` (several processes; call on every rank with its shards of the validation and calibration
     batches) the figures are those of the whole split on every rank (`evaluate`, `calibrate_bn`). The raw
     figures use each rank's own running statistics: make them identical first (`Distributed.reduce_bn`)."""
-    row, members = {"bn_calibration_images": 0, "calibration_s": 0.0}, getattr(pair, "members", MODELS)
+    members = getattr(pair, "members", MODELS)
     calibrate = members if calibrate is None else calibrate
-    for name in members:
-        model = pair.model(name)
-        fwd = forward[name] if forward else model
-        shipped = calibrated(model, calibration_batches, images, dist) if images and name in calibrate else \
-            contextlib.nullcontext(Calibration(0, 0))
+    models = {name: (pair.model(name), forward[name] if forward else None) for name in members}
+    with contextlib.ExitStack() as shipped:
         start = time.perf_counter()
-        with shipped as used:   # entering it calibrates
-            row["calibration_s"] += time.perf_counter() - start
-            figures = evaluate(model, val_batches, fwd, dist)
-            if on_evaluated is not None:
-                on_evaluated(name, model, figures)
-        row.update(_figures(name, figures), **{f"{name}_bn_calibrated": int(used.layers > 0)})
+        used = {name: shipped.enter_context(calibrated(models[name][0], calibration_batches, images, dist))
+                if images and name in calibrate else Calibration(0, 0) for name in members}   # entering calibrates
+        calibration_s = time.perf_counter() - start
+        figures = evaluate_models(models, val_batches, dist)
+        if on_evaluated is not None:
+            for name in members:
+                on_evaluated(name, models[name][0], figures[name])
+    stale = [name for name in members if used[name].layers]
+    raw_figures = evaluate_models({n: models[n] for n in stale}, val_batches, dist) if raw and stale else {}
+    row = {"bn_calibration_images": max(u.images for u in used.values()), "calibration_s": calibration_s}
+    for name in members:
+        row.update(_figures(name, figures[name]), **{f"{name}_bn_calibrated": int(used[name].layers > 0)})
         if raw:
-            row.update(_figures(name, evaluate(model, val_batches, fwd, dist) if used.layers else figures, "_raw"))
-        row["bn_calibration_images"] = max(row["bn_calibration_images"], used.images)
+            row.update(_figures(name, raw_figures.get(name, figures[name]), "_raw"))
     return row
 
 

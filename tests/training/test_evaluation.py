@@ -76,6 +76,28 @@ def test_evaluate_pair_equals_calibrating_by_hand():
     assert torch.equal(pair.arena.data, before)
 
 
+class CountedPasses(list):
+    """Validation batches that count the passes made over them."""
+    passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        return super().__iter__()
+
+
+def test_the_members_are_evaluated_in_one_pass():
+    pair, _ = train(0)
+    val = CountedPasses(batches(3, 2))
+    row = evaluate_pair(pair, val, CalibrationBatches(batches(4, 1)), 40, calibrate=("motivated",))
+    assert val.passes == 2, "both members in one pass, then the calibrated one alone for its raw figures"
+    for name, suffix in (("base", ""), ("base", "_raw"), ("motivated", "_raw")):
+        alone = evaluate(pair.model(name), batches(3, 2))
+        assert tuple(row[f"{name}_{f}{suffix}"] for f in ("eval_loss", "top1", "top5")) == alone
+    assert row["motivated_eval_loss"] != row["motivated_eval_loss_raw"]
+    evaluate_pair(pair, val, raw=True)
+    assert val.passes == 3, "nothing calibrated: one pass, raw figures included"
+
+
 def test_calibrated_block_restores_the_statistics_bitwise():
     pair = resnet_pair()
     with torch.no_grad():
