@@ -106,7 +106,7 @@ def evaluate_models(models: dict[str, tuple[nn.Module, object]], batches,
         model.eval()
     sums, total = None, 0   # per model: loss sum, top-1 and top-5 hits, on the device: one read at the end
     for images, labels in as_epoch_loader(batches).epoch_batches(0):
-        batch = torch.stack([_batch_sums((forward or model)(images).float(), labels)
+        batch = torch.stack([_batch_sums((model if forward is None else forward)(images).float(), labels)
                              for model, forward in models.values()])
         sums = batch if sums is None else sums.add_(batch)
         total += len(labels)
