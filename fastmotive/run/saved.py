@@ -55,7 +55,9 @@ class SavedRun:
 
 
 def open_run(run_dir, device=None) -> SavedRun:
-    """Reopen `run_dir`'s checkpoint (values and buffers only: what evaluation and export need).
+    """Reopen `run_dir`'s checkpoint (values and buffers only: what evaluation and export need), in the memory
+    format the run trained and evaluated with (`--channels-last`), so a re-evaluation or an export's calibration
+    rounds as the run's own evaluations did.
 
     A checkpoint taken inside a motivated episode holds the base's latest weights in the motivated model's
     slices, not in the base's own columns; the pair is switched back so that `pair.base` is that model.
@@ -73,6 +75,7 @@ def open_run(run_dir, device=None) -> SavedRun:
     pair.load_state_dict(state, values_only=True, source=f"checkpoint {run.checkpoint_path}")
     in_episode = pair.active == "motivated"
     pair.switch_to("base")
+    pair.set_channels_last(wants_channels_last(config.channels_last, pair))
     return SavedRun(path, config, saved["model_kwargs"], pair, state["step"], in_episode, _since_motivated(state))
 
 
@@ -93,7 +96,6 @@ def evaluate_run(run_dir, images: int | None = None, device=None, val_batches: i
 
     from fastmotive.training.evaluation import evaluate_pair
     run = open_run(run_dir, device)
-    run.pair.set_channels_last(wants_channels_last(run.config.channels_last, run.pair))   # the run's own layout
     train, val, info = run.open_data(images)
     calibration, images = run.calibration(train, info, images)
     val = run.validation(val, val_batches)
