@@ -52,8 +52,7 @@ class CalibrationBatches:
         return iter(as_epoch_loader(self.train_batches).epoch_batches(CALIBRATION_EPOCH))
 
 
-def stale_members(pair, since_motivated: int | None, which: str = "stale",
-                  growth_init: str = "paper") -> tuple[str, ...]:
+def stale_members(pair, since_motivated: int | None, which: str, growth_init: str) -> tuple[str, ...]:
     """The members whose BatchNorm statistics are re-estimated before an evaluation and at export.
 
     ``which="all"``: every member. ``"stale"``: with the paper's growth (``growth_init="paper"``), the motivated

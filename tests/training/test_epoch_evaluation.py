@@ -38,21 +38,21 @@ def test_stale_members_follow_the_momentum_window():
     for bn in batchnorm_layers(p.base):
         bn.momentum = 0.5   # (1 - 0.5)^n < 1 % from n = 7 on
     assert math.log(0.01) / math.log(0.5) == pytest.approx(6.64, abs=0.01)
-    assert stale_members(p, None) == ("motivated",)          # the motivated model never trained
-    assert stale_members(p, 0) == ("base", "motivated")
-    assert stale_members(p, 6) == ("base", "motivated")
-    assert stale_members(p, 7) == ("motivated",)
-    assert stale_members(p, 7, "all") == ("base", "motivated")
-    assert stale_members(p, 0, growth_init="identity") == ()  # the copied statistics fit the grown model
+    assert stale_members(p, None, "stale", "paper") == ("motivated",)          # the motivated model never trained
+    assert stale_members(p, 0, "stale", "paper") == ("base", "motivated")
+    assert stale_members(p, 6, "stale", "paper") == ("base", "motivated")
+    assert stale_members(p, 7, "stale", "paper") == ("motivated",)
+    assert stale_members(p, 7, "all", "paper") == ("base", "motivated")
+    assert stale_members(p, 0, "stale", "identity") == ()  # the copied statistics fit the grown model
     assert stale_members(p, 0, "all", "identity") == ("base", "motivated")
     p.keep_buffers = True                                     # the base's statistics never leave it
-    assert stale_members(p, 0) == ("motivated",)
+    assert stale_members(p, 0, "stale", "paper") == ("motivated",)
 
 
 def test_a_single_model_keeps_its_own_statistics():
     single = pair(("resnet20",))
-    assert stale_members(single, 0) == ()
-    assert stale_members(single, 0, "all") == ("base",)
+    assert stale_members(single, 0, "stale", "paper") == ()
+    assert stale_members(single, 0, "all", "paper") == ("base",)
     trainer = fm.Trainer(single, optimizer="adamw", lr=1e-2, epochs=2, bn_calibrate=32, progress=False)
     row = trainer.fit(batches(3, 1), batches(2, 2)).epochs[-1]
     assert row["base_bn_calibrated"] == 0 and row["bn_calibration_images"] == 0
