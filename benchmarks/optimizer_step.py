@@ -8,6 +8,8 @@ repeat runs every candidate once, in a rotating order, so drift and background l
 Usage:  python benchmarks/optimizer_step.py --json benchmarks/results/optimizer_step.json [--repeats 30]
 Last result (2026-11-27, 2-core x86_64 CPU, no GPU, torch 2.14.1, 2 threads, commit 93e7d01, then part of
 benchmarks/overhead.py; docs/benchmarks.md, "Framework overhead"): foreach / arena = 1.70x (11.9 vs 20.2 ms).
+With AdamW's fused kernel (2026-12-07, the same CPU, 1 thread, 20 repeats): arena 3.66 ms, foreach 16.39,
+single-tensor 15.26, torch fused 5.03: foreach / arena = 4.48x.
 """
 from __future__ import annotations
 

@@ -133,11 +133,10 @@ def test_the_flag_and_the_old_true_false_spelling(tmp_path):
 
 
 @pytest.mark.parametrize("layout,expected", [("auto", True), ("off", False)])
-def test_a_saved_run_reopens_in_the_layout_it_trained_with(tmp_path, layout, expected):
+def test_a_saved_run_reopens_in_the_layout_it_trained_with(tmp_path, layout, expected, one_thread):
     """Evaluation and export (calibration, the ONNX check) see the run's own memory format."""
     from fastmotive.cli.main import main
     from fastmotive.run.saved import open_run
-    torch.set_num_threads(1)
     assert main(["train", "--arch", "resnet20:resnet32", "--epochs", "1", "--epoch-batches", "1", "--val-batches",
                  "1", "-b", "8", "--no-progress", "--channels-last", layout, "--output", str(tmp_path),
                  "--experiment", "r"]) == 0
