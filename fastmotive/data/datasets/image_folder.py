@@ -124,7 +124,8 @@ def read_folder(data_dir: Path | None, skip_bad_images: bool = False) -> RawData
     """An image folder tree (``train/`` and ``val/`` or ``validation/``, one sub-folder per class).
 
     Every file is checked for a whole JPEG/PNG structure; bad ones raise, or are skipped and counted with
-    ``skip_bad_images`` (a warning gives the count and the files).
+    ``skip_bad_images`` (a warning gives the count and the files). A folder found whole before, whose files all
+    have the same paths, sizes and modification times, is not checked again (the user cache).
     """
     root = _need_dir(data_dir, "folder", FOLDER_LAYOUT)
     train_dir = root / "train"
