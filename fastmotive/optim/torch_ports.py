@@ -60,17 +60,18 @@ class AdamW(SegmentOptimizer):
         wd = self._wd
         self._decay_all = isinstance(wd, float) and wd != 0
         spans = _decayed_spans(segment, decay_1d, no_weight_decay) if isinstance(wd, torch.Tensor) else []
-        # Decoupled decay multiplies by a factor that changes with lr. Where only some slots decay, it
-        # multiplies views of the decayed runs (consecutive decayed slots merged: their gaps are 0 and stay
-        # 0), one foreach call, the reference's own param.mul_(factor) per element; a per-step
-        # torch.where(mask, factor, 1.0) vector cost a segment-sized allocation and two more passes.
-        self._decay_runs = [segment.param[start:stop] for start, stop in spans]
-        self._wd = None      # decay goes through the two above: no per-element vector kept (a segment's memory)
-        self._denom = None   # the denominator, written in place each step
+        self._wd = None      # decay goes through the spans: no per-element vector kept (a segment's memory)
         self.fused = fused and fused_adamw_supported(segment.param)
         if self.fused:
             self._fused_groups = _fused_groups(segment, spans, weight_decay if self._decay_all or spans else 0.0)
             self._step = torch.zeros((), dtype=torch.float32, device=segment.param.device)
+        else:
+            # Decoupled decay multiplies by a factor that changes with lr. Where only some slots decay, it
+            # multiplies views of the decayed runs (consecutive decayed slots merged: their gaps are 0 and stay
+            # 0), one foreach call, the reference's own param.mul_(factor) per element; a per-step
+            # torch.where(mask, factor, 1.0) vector cost a segment-sized allocation and two more passes.
+            self._decay_runs = [segment.param[start:stop] for start, stop in spans]
+            self._denom = None   # the denominator, written in place each step
 
     @torch.no_grad()
     def step(self, lr: float, step: int) -> None:
