@@ -55,6 +55,16 @@ def as_bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(_INT_OF_SIZE[t.element_size()])
 
 
+def own_storage(t: torch.Tensor) -> torch.Tensor:
+    """Contiguous `t` on a storage of exactly its bytes, sharing its memory. torch.save writes a view's whole
+    storage, so the arena's first rows, saved as a plain view, would write the gradient row as well."""
+    if not t.is_contiguous():
+        raise ValueError("own_storage needs a contiguous tensor")
+    start = t.storage_offset() * t.element_size()
+    storage = t.untyped_storage()[start:start + t.numel() * t.element_size()]
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(storage, 0, t.shape)
+
+
 def _align(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 

@@ -11,7 +11,7 @@ import contextlib
 import torch
 from torch import nn
 
-from fastmotive.core.arena import MODELS, Arena
+from fastmotive.core.arena import MODELS, Arena, own_storage
 from fastmotive.core.copy_plan import CopyPlan, compile_plan
 from fastmotive.core.switch import Switcher, resolve_backend
 from fastmotive.core.weights_map import WeightsMap
@@ -215,13 +215,17 @@ class MotivatedPair:
 
     # -- saved state ----------------------------------------------------------------------------------
     def state_dict(self, copy: bool = True) -> dict:
-        """Everything needed to restore the pair: the whole arena (values, optimizer state rows and gradients,
-        as a detached CPU copy), the active model, and the weights map's JSON (to check a load against).
-        ``copy=False`` on the CPU gives the arena itself, no second copy of the largest buffer of the run: for a
-        caller that writes it out before training goes on (a checkpoint)."""
-        arena = self.arena.data.detach()
-        arena = arena.clone() if arena.device.type == "cpu" and copy else arena.cpu()   # .cpu() of a GPU copies
-        return {"arena": arena, "active": self._active, "weights_map": self._map_json()}
+        """Everything needed to restore the pair: the arena's value and optimizer-state rows (a detached CPU
+        copy), the active model, and the weights map's JSON (to check a load against). The gradient row is left
+        out: every step zeroes it before its backward pass, so a checkpoint would only carry dead bytes (a
+        quarter of an AdamW arena). ``copy=False`` on the CPU gives those rows of the arena itself, no second
+        copy of the largest buffer of the run: for a caller that writes it out before training goes on."""
+        kept = self.arena.data.detach()[:-1]
+        if kept.device.type != "cpu":
+            kept = kept.cpu()   # copies
+        else:
+            kept = kept.clone() if copy else own_storage(kept)
+        return {"arena": kept, "grad_row": False, "active": self._active, "weights_map": self._map_json()}
 
     def _map_json(self) -> str:
         """The weights map's JSON, or for a single model its name (what a saved state is checked against)."""
@@ -239,9 +243,11 @@ class MotivatedPair:
             CheckpointError: the state belongs to another pair or optimizer (see `check_state`); nothing loaded.
         """
         self.check_state(state, values_only=values_only, source=source)
-        rows = slice(0, 1) if values_only else slice(None)
+        rows = 1 if values_only else self.arena.data.shape[0] - 1   # all but the gradient row
         with torch.no_grad():
-            self.arena.data[rows].copy_(state["arena"][rows])
+            self.arena.data[:rows].copy_(state["arena"][:rows])
+            if not values_only:
+                self.arena.data[-1].zero_()   # as the next step's zero_grad leaves it
         self._active = state["active"]
 
     def check_state(self, state: dict, *, values_only: bool = False, source: str = "the state") -> None:
@@ -256,10 +262,11 @@ class MotivatedPair:
         if saved.dtype != self.arena.dtype:
             raise CheckpointError(f"{source} holds a {saved.dtype} arena but this pair's is {self.arena.dtype}; "
                                   "nothing was loaded")
-        rows = self.arena.data.shape[0]
-        if not values_only and saved.shape[0] != rows:
-            raise CheckpointError(f"{source} has {saved.shape[0] - 2} optimizer state rows but this pair has "
-                                  f"{rows - 2}: they are another optimizer's state; nothing was loaded. Call "
+        state_rows = self.arena.data.shape[0] - 2
+        saved_state_rows = saved.shape[0] - (2 if state.get("grad_row", True) else 1)   # older states kept grads
+        if not values_only and saved_state_rows != state_rows:
+            raise CheckpointError(f"{source} has {saved_state_rows} optimizer state rows but this pair has "
+                                  f"{state_rows}: they are another optimizer's state; nothing was loaded. Call "
                                   "pair.set_state_rows(n) with the saved optimizer's row count first, or load "
                                   "values_only=True")
         if state.get("active") not in self.members:

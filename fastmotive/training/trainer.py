@@ -297,7 +297,7 @@ class Trainer:
 
     def _checkpoint_state(self) -> dict:
         state = checkpoint_state(self.pair, self.state, self.condition, self.optimizers, self.config.opt)
-        if not _all_finite(state["arena"][:-1]):   # the last row holds gradients, not saved state
+        if not _all_finite(state["arena"]):
             if self._checkpointed_at is not None:
                 kept = f"kept the checkpoint from step {self._checkpointed_at}"
             else:

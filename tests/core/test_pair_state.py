@@ -30,13 +30,39 @@ def test_state_dict_round_trip_is_bitwise_and_keeps_the_active_model():
     fresh = cifar_pair(seed=5)
     ptrs = [p.data_ptr() for p in fresh.base.parameters()]
     fresh.load_state_dict(state)
-    assert torch.equal(fresh.arena.data.view(torch.int32), pair.arena.data.view(torch.int32))
+    # every row but the gradients, which are not saved (each step zeroes them before its backward pass)
+    assert torch.equal(fresh.arena.data[:-1].view(torch.int32), pair.arena.data[:-1].view(torch.int32))
+    assert not fresh.arena.data[-1].any()
     assert fresh.active == "motivated"
     assert ptrs == [p.data_ptr() for p in fresh.base.parameters()]   # copied in place, nothing re-allocated
     fresh.arena.check_bound()
     fresh.switch_to("base")   # the loaded pair switches like the saved one
     pair.switch_to("base")
-    assert torch.equal(fresh.arena.data, pair.arena.data)
+    assert torch.equal(fresh.arena.data[:-1], pair.arena.data[:-1])
+
+
+def test_a_saved_state_leaves_the_gradient_bytes_out(tmp_path):
+    pair = trained_a_little(cifar_pair())
+    state = pair.state_dict(copy=False)   # the checkpoint's way: the live arena's rows, not a copy
+    assert state["arena"].data_ptr() == pair.arena.data.data_ptr()
+    torch.save(state, tmp_path / "a.pt")
+    rows, columns = pair.arena.data.shape
+    grad_bytes = columns * pair.arena.data.element_size()
+    assert (tmp_path / "a.pt").stat().st_size < (rows - 1) * grad_bytes + grad_bytes // 2
+    fresh = cifar_pair(seed=5)
+    fresh.load_state_dict(torch.load(tmp_path / "a.pt", weights_only=True))
+    assert torch.equal(fresh.arena.data[:-1], pair.arena.data[:-1])
+
+
+def test_an_older_state_with_its_gradient_row_still_loads():
+    pair = trained_a_little(cifar_pair())
+    older = {"arena": pair.arena.data.clone(), "active": "motivated", "weights_map": pair.state_dict()["weights_map"]}
+    fresh = cifar_pair(seed=5)
+    fresh.load_state_dict(older)
+    assert torch.equal(fresh.arena.data[:-1], pair.arena.data[:-1]) and not fresh.arena.data[-1].any()
+    fresh.set_state_rows(3)
+    with pytest.raises(fm.CheckpointError, match="has 2 optimizer state rows but this pair has 3"):
+        fresh.load_state_dict(older)
 
 
 @pytest.mark.parametrize("other", ["resnet20:resnet44", "num_classes"])
@@ -78,7 +104,7 @@ def test_a_trainer_checkpoint_loads_directly():
     pair = trained_a_little(cifar_pair())
     target = cifar_pair(seed=5)
     target.load_state_dict(dict(pair.state_dict(), step=3, optimizer="sgd"))
-    assert torch.equal(target.arena.data, pair.arena.data)
+    assert torch.equal(target.arena.data[:-1], pair.arena.data[:-1])
 
 
 def test_active_is_read_only_and_changed_by_switches_and_loads():

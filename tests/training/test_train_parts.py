@@ -146,7 +146,7 @@ def test_checkpoint_holds_what_resume_needs_and_no_history(tmp_path):
         run = tmp_path / str(steps)
         Trainer(make_pair(), epochs=steps // 4, output=run, step_fn=Constant()).fit(batches(4))
         state = torch.load(run / "last.pt", weights_only=True)
-        assert set(state) == {"arena", "active", "weights_map", *CHECKPOINT_KEYS}
+        assert set(state) == {"arena", "grad_row", "active", "weights_map", *CHECKPOINT_KEYS}
         assert state["step"] == steps and state["totals"]["step"] == steps
         sizes[steps] = (run / "last.pt").stat().st_size
     assert abs(sizes[40] - sizes[4]) < 200, sizes   # ten times the steps, the same checkpoint
