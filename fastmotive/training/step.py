@@ -111,7 +111,7 @@ class TrainStep:
             # agreement first: ranks training different models would all-reduce segments of different sizes
             total = self.dist.agree(total / len(micro), model, step) * len(micro)
             self.dist.average_gradients(grad, step)
-        # before step(), which zeroes the gradient; after the all-reduce, so every process sees one norm
+        # before clipping and the step; after the all-reduce, so every process sees one norm
         grad_norm = grad.norm().item() if self.grad_norm else None
         if self.clip_grad is not None:
             clip_gradient(grad, module, self.clip_grad, self.clip_mode)
