@@ -249,3 +249,15 @@ def test_a_folder_with_bad_files_is_checked_every_time(tmp_path):
     for _ in range(2):
         with pytest.warns(UserWarning, match=r"skipped 1 undecodable image\(s\)"):
             assert read_dataset("folder", tmp_path, skip_bad_images=True).skipped == 1
+
+
+def test_with_the_cache_off_the_folder_is_checked_without_a_listing_key(tmp_path, monkeypatch):
+    write_image_folder(tmp_path, classes=2, per_class=3, val_per_class=1)
+    monkeypatch.setenv("FASTMOTIVE_CACHE_DIR", "off")
+    keyed, checked = [], []
+    monkeypatch.setattr(image_folder, "_listing_key", lambda files: keyed.append(files))
+    real = image_folder._drop_bad
+    monkeypatch.setattr(image_folder, "_drop_bad", lambda files, *a: checked.extend(files) or real(files, *a))
+    for _ in range(2):
+        read_dataset("folder", tmp_path)
+    assert not keyed and len(checked) == 16, "every read checks every file, and stats none of them for a key"

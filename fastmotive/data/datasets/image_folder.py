@@ -135,7 +135,7 @@ def read_folder(data_dir: Path | None, skip_bad_images: bool = False) -> RawData
         raise DataError(f"{root}: missing {missing}; expected layout: {FOLDER_LAYOUT}")
     files, labels, classes = _scan_split(train_dir, None)
     vfiles, vlabels, _ = _scan_split(val_dir, {c: i for i, c in enumerate(classes)})
-    key = _listing_key(files + vfiles)
+    key = _listing_key(files + vfiles) if cache.cache_dir() is not None else None   # no stat per file for nothing
     if key is not None and cache.lookup("folder_checks", key) is not None:   # all whole when last checked
         train, val, bad = _split(files, labels), _split(vfiles, vlabels), []
     else:
